@@ -1,0 +1,145 @@
+# highlander: plain Makefile in the Redis/hiredis shape.
+#
+#   make                      build/highlander
+#   make SANITIZER=address    instrumented build in build/address/
+#   make deps | test | test-unit | test-system | bench | fuzz | clean
+#   make demo | demo-stop | cluster-up | cluster-down
+
+VERSION := 0.1.0
+OPTIMIZATION ?= -O2
+WERROR ?= 1
+SANITIZER ?=
+CC ?= cc
+PYTEST ?= python3 -m pytest
+
+ifeq ($(SANITIZER),)
+BUILD ?= build
+else
+BUILD ?= build/$(SANITIZER)
+endif
+
+WARN := -Wall -Wextra -Wshadow -Wstrict-prototypes -Wmissing-prototypes \
+        -Wwrite-strings -Wformat=2 -Wno-unused-parameter
+ifeq ($(WERROR),1)
+WARN += -Werror
+endif
+
+GIT_REV := $(shell git rev-parse --short HEAD 2>/dev/null || echo unknown)
+CPPFLAGS += -Iinclude -Ithird_party/llhttp -D_GNU_SOURCE \
+            -DHIGHLANDER_VERSION='"$(VERSION)"' -DHIGHLANDER_GIT_REV='"$(GIT_REV)"'
+CFLAGS ?= $(OPTIMIZATION) -g
+CFLAGS += -std=c11 -fno-strict-aliasing -MMD -MP
+LIBS := -luv -lhiredis -lcurl -lcyaml -lyaml -ljansson -lpq -lm
+
+ifeq ($(SANITIZER),address)
+SANFLAGS := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
+else ifeq ($(SANITIZER),undefined)
+SANFLAGS := -fsanitize=undefined -fno-sanitize-recover=undefined
+else ifeq ($(SANITIZER),thread)
+SANFLAGS := -fsanitize=thread
+endif
+CFLAGS += $(SANFLAGS)
+LDFLAGS += $(SANFLAGS)
+
+SRCS := $(sort $(wildcard src/*.c))
+LIB_SRCS := $(filter-out src/main.c,$(SRCS))
+OBJS := $(LIB_SRCS:src/%.c=$(BUILD)/obj/%.o)
+LLHTTP_SRCS := third_party/llhttp/llhttp.c third_party/llhttp/api.c third_party/llhttp/http.c
+LLHTTP_OBJS := $(LLHTTP_SRCS:third_party/llhttp/%.c=$(BUILD)/obj/llhttp_%.o)
+ASSET_SRCS := $(sort $(wildcard src/assets/*))
+
+UNIT_SRCS := $(sort $(wildcard test/unit/test_*.c))
+UNIT_BINS := $(UNIT_SRCS:test/unit/%.c=$(BUILD)/test/%)
+
+.PHONY: all deps clean test test-unit test-unit-asan test-unit-valgrind test-system \
+        test-system-asan bench fuzz demo demo-stop cluster-up cluster-down check-tree
+
+all: $(BUILD)/highlander
+
+$(BUILD)/highlander: $(BUILD)/obj/main.o $(BUILD)/libhighlander.a
+	$(CC) $(LDFLAGS) -o $@ $^ $(LIBS)
+
+$(BUILD)/libhighlander.a: $(OBJS) $(LLHTTP_OBJS)
+	@rm -f $@
+	ar rcs $@ $^
+
+$(BUILD)/obj/%.o: src/%.c | third_party/llhttp/llhttp.h
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) $(CFLAGS) $(WARN) -c -o $@ $<
+
+# llhttp is third-party code: compiled without our warning set.
+$(BUILD)/obj/llhttp_%.o: third_party/llhttp/%.c third_party/llhttp/llhttp.h
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) $(CFLAGS) -w -c -o $@ $<
+
+# llhttp 8.1's C sources come from Debian's node-llhttp package.
+LLHTTP_DEB := /usr/share/llhttp
+third_party/llhttp/llhttp.h third_party/llhttp/llhttp.c third_party/llhttp/api.c third_party/llhttp/http.c:
+	@test -f $(LLHTTP_DEB)/llhttp.c || { echo "node-llhttp is missing: run 'make deps'" >&2; exit 1; }
+	@mkdir -p third_party/llhttp
+	cp $(LLHTTP_DEB)/llhttp.c $(LLHTTP_DEB)/api.c $(LLHTTP_DEB)/http.c third_party/llhttp/
+	cp /usr/share/include/llhttp/llhttp.h third_party/llhttp/
+
+# The dashboard and other static files, embedded as C arrays.
+$(BUILD)/obj/assets.o: $(ASSET_SRCS) scripts/embed-assets.sh
+	@mkdir -p $(dir $@)
+	sh scripts/embed-assets.sh $(BUILD)/assets.c $(ASSET_SRCS)
+	$(CC) $(CPPFLAGS) $(CFLAGS) -c -o $@ $(BUILD)/assets.c
+
+$(BUILD)/test/%: test/unit/%.c $(BUILD)/libhighlander.a
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) $(CFLAGS) $(WARN) -Wno-missing-prototypes -o $@ $< $(BUILD)/libhighlander.a \
+		$(LDFLAGS) $(LIBS) -lcmocka
+
+deps:
+	@sh scripts/deps.sh
+
+clean:
+	rm -rf build
+
+# ---- tests -----------------------------------------------------------------
+
+test: test-unit test-unit-asan test-unit-valgrind test-system test-system-asan fuzz-check
+	@echo "make test: all suites passed"
+
+test-unit: $(UNIT_BINS)
+	@sh test/run-unit.sh $(BUILD)/test
+
+test-unit-asan:
+	@$(MAKE) --no-print-directory SANITIZER=address test-unit
+
+test-unit-valgrind: $(UNIT_BINS)
+	@sh test/run-unit.sh $(BUILD)/test valgrind
+
+test-system: $(BUILD)/highlander
+	HIGHLANDER_BIN=$(CURDIR)/$(BUILD)/highlander $(PYTEST) -q test/system
+
+test-system-asan:
+	@$(MAKE) --no-print-directory SANITIZER=address all
+	HIGHLANDER_BIN=$(CURDIR)/build/address/highlander HIGHLANDER_ASAN=1 $(PYTEST) -q test/system \
+		-m "not perf"
+
+# ---- fuzzing (clang libFuzzer) ---------------------------------------------
+
+FUZZ_TARGETS := $(patsubst test/fuzz/fuzz_%.c,%,$(wildcard test/fuzz/fuzz_*.c))
+FUZZ_SECONDS ?= 60
+
+fuzz:
+	@FUZZ_SECONDS=$(FUZZ_SECONDS) sh test/fuzz/run.sh $(FUZZ_TARGETS)
+
+# Part of 'make test': every corpus file replayed plus a short run.
+fuzz-check:
+	@FUZZ_SECONDS=15 sh test/fuzz/run.sh $(FUZZ_TARGETS)
+
+# ---- benchmarks, demo, local cluster ---------------------------------------
+
+bench: $(BUILD)/highlander
+	@sh bench/http/run.sh $(BUILD)/highlander
+
+cluster-up:
+	@bash test/cluster/cluster.sh up
+
+cluster-down:
+	@bash test/cluster/cluster.sh down
+
+-include $(OBJS:.o=.d) $(BUILD)/obj/main.d $(UNIT_BINS:=.d)

@@ -1,0 +1,63 @@
+/*
+ * The controller status shown by /status, /api/status and /debug/status.
+ *
+ * One struct status exists per process; main creates it and hands it to
+ * the modules that report into it (the lease module writes the leadership
+ * fields, the store fields come from its backend).  Strings are owned by
+ * the struct and replaced through the setters.
+ */
+#ifndef HIGHLANDER_STATUS_H
+#define HIGHLANDER_STATUS_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "highlander/config.h"
+
+#define STATUS_HISTORY 100
+
+struct leadership_event {
+    double time;              /* wall clock, seconds */
+    bool became_leader;
+    uint64_t token;
+    char leader[128];
+    char reason[96];
+};
+
+struct status {
+    const struct config *cfg;
+    double start_time;
+    uint64_t start_mono_ms;
+    /* leadership */
+    bool is_leader;
+    double leader_since;
+    double last_transition;
+    char *current_leader;
+    char *last_leader;
+    uint64_t fencing_token;
+    uint64_t failover_count;
+    uint64_t transitions;
+    char *last_change_reason;
+    /* store */
+    bool store_connected;
+    uint64_t store_failures;
+    char *store_last_error;
+    char *store_address;      /* masked */
+    /* history of leadership changes, oldest first once full */
+    struct leadership_event history[STATUS_HISTORY];
+    unsigned history_len;
+    unsigned history_next;
+};
+
+void status_init(struct status *st, const struct config *cfg);
+void status_free(struct status *st);
+void status_set_str(char **field, const char *value);
+void status_record_transition(struct status *st, bool became_leader, uint64_t token,
+                              const char *leader, const char *reason);
+
+struct json_t;
+/* Builds the controller status object; state and ready come from the app. */
+struct json_t *status_to_json(const struct status *st, const char *controller_state, int ready);
+struct json_t *status_history_json(const struct status *st);
+
+#endif

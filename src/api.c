@@ -1,0 +1,209 @@
+/*
+ * Route table and handlers of SPEC section 6.  Handlers answer from memory
+ * and never block; JSON routes use the {"status":...} envelope.
+ */
+#include "highlander/api.h"
+#include "highlander/log.h"
+#include "highlander/procstat.h"
+
+#include <jansson.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+static void send_data(struct http_response *res, json_t *data)
+{
+    char *s = json_dumps(data, JSON_COMPACT | JSON_REAL_PRECISION(12));
+
+    json_decref(data);
+    if (s == NULL) {
+        http_respond_error(res, 500, "cannot encode response");
+        return;
+    }
+    http_respond_json(res, 200, s);
+    free(s);
+}
+
+static void h_healthz(void *ctx, const struct http_request *req, struct http_response *res)
+{
+    http_respond_text(res, 200, "ok");
+}
+
+static void h_readyz(void *ctx, const struct http_request *req, struct http_response *res)
+{
+    struct api *api = ctx;
+    const char *reason = NULL;
+
+    if (app_ready(api->app, &reason)) {
+        http_respond_text(res, 200, "ok");
+    } else {
+        struct buf b;
+        buf_init(&b);
+        buf_printf(&b, "not ready - %s", reason ? reason : "unknown");
+        http_respond_text(res, 503, b.data);
+        buf_free(&b);
+    }
+}
+
+static json_t *status_json(struct api *api)
+{
+    const char *reason;
+    int ready = app_ready(api->app, &reason);
+
+    return status_to_json(api->status, app_state(api->app), ready);
+}
+
+static void h_status(void *ctx, const struct http_request *req, struct http_response *res)
+{
+    send_data(res, status_json(ctx));
+}
+
+static int count_active(uv_loop_t *loop)
+{
+    return (int)loop->active_handles;
+}
+
+static void h_debug_status(void *ctx, const struct http_request *req, struct http_response *res)
+{
+    struct api *api = ctx;
+    json_t *o = status_json(api);
+    struct procstat ps;
+    struct http_server_stats hs;
+    double lag_max, lag_p99;
+    char start[40];
+
+    procstat_read(&ps);
+    loopstat_lag(api->loopstat, &lag_max, &lag_p99);
+    http_server_stats(api->server, &hs);
+    time_format_rfc3339(api->status->start_time, start, sizeof(start));
+    json_object_set_new(o, "startTime", json_string(start));
+    json_object_set_new(o, "pid", json_integer(getpid()));
+    json_object_set_new(o, "memory", json_pack("{s:I, s:I, s:I}", "rssBytes", (json_int_t)ps.rss_bytes,
+                                               "peakRssBytes", (json_int_t)ps.peak_rss_bytes, "virtualBytes",
+                                               (json_int_t)ps.vsize_bytes));
+    json_object_set_new(o, "openFds", json_integer(ps.open_fds));
+    json_object_set_new(o, "eventLoop",
+                        json_pack("{s:I, s:f, s:f, s:i, s:i}", "iterations", (json_int_t)api->loopstat->iterations,
+                                  "lagMaxMs", lag_max, "lagP99Ms", lag_p99, "activeHandles",
+                                  count_active(app_loop(api->app)), "windowSeconds", 60));
+    json_object_set_new(o, "http", json_pack("{s:I, s:I, s:I, s:I, s:i}", "accepted", (json_int_t)hs.accepted,
+                                             "rejected", (json_int_t)hs.rejected, "requests",
+                                             (json_int_t)hs.requests, "timeouts", (json_int_t)hs.timeouts,
+                                             "open", (int)hs.open));
+    json_object_set_new(o, "leadershipHistory", status_history_json(api->status));
+    send_data(res, o);
+}
+
+static void h_dbinfo(void *ctx, const struct http_request *req, struct http_response *res)
+{
+    struct api *api = ctx;
+    const struct status *st = api->status;
+    const struct config *c = st->cfg;
+    json_t *o = json_object();
+
+    json_object_set_new(o, "type", json_string(storage_type_name(c->storage_type)));
+    json_object_set_new(o, "address", st->store_address ? json_string(st->store_address) : json_null());
+    json_object_set_new(o, "connected", json_boolean(st->store_connected));
+    json_object_set_new(o, "failures", json_integer((json_int_t)st->store_failures));
+    json_object_set_new(o, "lastError", st->store_last_error ? json_string(st->store_last_error) : json_null());
+    send_data(res, o);
+}
+
+static void h_metrics(void *ctx, const struct http_request *req, struct http_response *res)
+{
+    struct api *api = ctx;
+
+    res->status = 200;
+    res->content_type = "text/plain; version=0.0.4; charset=utf-8";
+    metrics_render(api->metrics, &res->body);
+}
+
+/* The visible route table (SPEC section 6). */
+static const struct http_route routes[] = {
+    {"/healthz", HTTP_M_GET, 0, 0, h_healthz},
+    {"/readyz", HTTP_M_GET, 0, 0, h_readyz},
+    {"/health", HTTP_M_GET, 0, 0, h_readyz},
+    {"/metrics", HTTP_M_GET, 0, 0, h_metrics},
+    {"/status", HTTP_M_GET, 0, 0, h_status},
+    {"/api/status", HTTP_M_GET, 0, 1, h_status},
+    {"/api/dbinfo", HTTP_M_GET, 0, 1, h_dbinfo},
+    {"/debug/status", HTTP_M_GET, 0, 1, h_debug_status},
+};
+
+static void collect_state(struct metrics *m, void *ctx)
+{
+    static const char *const states[] = {"starting", "running", "stopping"};
+    struct api *api = ctx;
+    const char *cur = app_state(api->app);
+
+    (void)m;
+    for (size_t i = 0; i < ARRAY_SIZE(states); i++) {
+        const char *lv[] = {states[i]};
+        metrics_set(api->controller_state, lv, strcmp(cur, states[i]) == 0 ? 1 : 0);
+    }
+}
+
+void api_init(struct api *api, struct app *app, struct status *status, struct metrics *metrics,
+              struct loopstat *loopstat, const char *bind_host, int port, const char *token)
+{
+    static const char *const state_labels[] = {"state", NULL};
+
+    memset(api, 0, sizeof(*api));
+    api->app = app;
+    api->status = status;
+    api->metrics = metrics;
+    api->loopstat = loopstat;
+    api->bind_host = bind_host;
+    api->port = port;
+    http_limits_default(&api->limits);
+    api->router.routes = routes;
+    api->router.nroutes = ARRAY_SIZE(routes);
+    api->router.ctx = api;
+    api->router.token = token;
+    api->controller_state = metrics_register(metrics, METRIC_GAUGE, "k8_highlander_controller_state",
+                                             "1 for the controller's current lifecycle state.", state_labels,
+                                             NULL, 0);
+    metrics_add_collector(metrics, collect_state, api);
+}
+
+static int api_start(void *ctx, struct app *app)
+{
+    struct api *api = ctx;
+    int rc;
+
+    api->server = http_server_new(app_loop(app), &api->router, &api->limits);
+    rc = http_server_listen(api->server, api->bind_host, api->port);
+    if (rc < 0) {
+        log_error("http", "cannot listen on %s:%d: %s", api->bind_host, api->port, uv_strerror(rc));
+        http_server_close(api->server, NULL, NULL);
+        api->server = NULL;
+        return rc;
+    }
+    log_info("http", "listening on %s:%d", api->bind_host, http_server_port(api->server));
+    return 0;
+}
+
+static void on_server_closed(void *arg)
+{
+    struct api *api = arg;
+
+    api->server = NULL;
+    app_module_stopped(api->app);
+}
+
+static void api_stop(void *ctx, struct app *app)
+{
+    struct api *api = ctx;
+
+    if (api->server == NULL) {
+        app_module_stopped(app);
+        return;
+    }
+    http_server_close(api->server, on_server_closed, api);
+}
+
+const struct module api_module_ops = {
+    .name = "http",
+    .start = api_start,
+    .stop = api_stop,
+};

@@ -1,0 +1,686 @@
+/*
+ * Decoding of the YAML configuration file.
+ *
+ * libcyaml decodes the document against the schema below, which names every
+ * key of SPEC sections 1 and 2; unknown keys are errors (a typo must not be
+ * silently ignored).  Its fixed-key schemas cannot hold maps whose keys are
+ * data (env, labels, annotations, nodeSelector), so those keys are declared
+ * "ignore" here and read by a second, path-tracking pass with libyaml, the
+ * parser libcyaml itself is built on.
+ *
+ * Aliases are refused: a config file is small and hand-written, and alias
+ * expansion is the one way a few bytes of YAML can grow without bound.
+ */
+#include "highlander/config.h"
+
+#include <cyaml/cyaml.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <yaml.h>
+
+/* ---- libcyaml schema ---------------------------------------------------- */
+
+static const cyaml_schema_value_t string_ptr_schema = {
+    CYAML_VALUE_STRING(CYAML_FLAG_POINTER, char, 0, CYAML_UNLIMITED),
+};
+
+static const cyaml_schema_field_t script_fields[] = {
+    CYAML_FIELD_SEQUENCE("commands", CYAML_FLAG_POINTER | CYAML_FLAG_OPTIONAL,
+                         struct workload_script, commands, &string_ptr_schema, 0, CYAML_UNLIMITED),
+    CYAML_FIELD_STRING_PTR("shell", CYAML_FLAG_OPTIONAL, struct workload_script, shell, 0, CYAML_UNLIMITED),
+    CYAML_FIELD_END,
+};
+
+static const cyaml_schema_field_t resources_fields[] = {
+    CYAML_FIELD_STRING_PTR("cpuRequest", CYAML_FLAG_OPTIONAL, struct workload_resources, cpu_request, 0, CYAML_UNLIMITED),
+    CYAML_FIELD_STRING_PTR("memoryRequest", CYAML_FLAG_OPTIONAL, struct workload_resources, memory_request, 0, CYAML_UNLIMITED),
+    CYAML_FIELD_STRING_PTR("cpuLimit", CYAML_FLAG_OPTIONAL, struct workload_resources, cpu_limit, 0, CYAML_UNLIMITED),
+    CYAML_FIELD_STRING_PTR("memoryLimit", CYAML_FLAG_OPTIONAL, struct workload_resources, memory_limit, 0, CYAML_UNLIMITED),
+    CYAML_FIELD_END,
+};
+
+static const cyaml_schema_field_t port_fields[] = {
+    CYAML_FIELD_STRING_PTR("name", CYAML_FLAG_OPTIONAL, struct workload_port, name, 0, CYAML_UNLIMITED),
+    CYAML_FIELD_INT("containerPort", CYAML_FLAG_DEFAULT, struct workload_port, container_port),
+    CYAML_FIELD_INT("servicePort", CYAML_FLAG_OPTIONAL, struct workload_port, service_port),
+    CYAML_FIELD_END,
+};
+
+static const cyaml_schema_value_t port_schema = {
+    CYAML_VALUE_MAPPING(CYAML_FLAG_DEFAULT, struct workload_port, port_fields),
+};
+
+static const cyaml_schema_field_t mount_fields[] = {
+    CYAML_FIELD_STRING_PTR("name", CYAML_FLAG_DEFAULT, struct volume_mount, name, 0, CYAML_UNLIMITED),
+    CYAML_FIELD_STRING_PTR("mountPath", CYAML_FLAG_DEFAULT, struct volume_mount, mount_path, 0, CYAML_UNLIMITED),
+    CYAML_FIELD_BOOL("readOnly", CYAML_FLAG_OPTIONAL, struct volume_mount, read_only),
+    CYAML_FIELD_END,
+};
+
+static const cyaml_schema_value_t mount_schema = {
+    CYAML_VALUE_MAPPING(CYAML_FLAG_DEFAULT, struct volume_mount, mount_fields),
+};
+
+static const cyaml_schema_field_t security_fields[] = {
+    CYAML_FIELD_BOOL_PTR("privileged", CYAML_FLAG_OPTIONAL, struct security_context, privileged),
+    CYAML_FIELD_INT_PTR("runAsUser", CYAML_FLAG_OPTIONAL, struct security_context, run_as_user),
+    CYAML_FIELD_INT_PTR("runAsGroup", CYAML_FLAG_OPTIONAL, struct security_context, run_as_group),
+    CYAML_FIELD_BOOL_PTR("runAsNonRoot", CYAML_FLAG_OPTIONAL, struct security_context, run_as_non_root),
+    CYAML_FIELD_BOOL_PTR("readOnlyRootFilesystem", CYAML_FLAG_OPTIONAL, struct security_context,
+                         read_only_root_filesystem),
+    CYAML_FIELD_END,
+};
+
+static const cyaml_schema_field_t sidecar_fields[] = {
+    CYAML_FIELD_STRING_PTR("name", CYAML_FLAG_OPTIONAL, struct sidecar, name, 0, CYAML_UNLIMITED),
+    CYAML_FIELD_STRING_PTR("image", CYAML_FLAG_OPTIONAL, struct sidecar, image, 0, CYAML_UNLIMITED),
+    CYAML_FIELD_SEQUENCE("command", CYAML_FLAG_POINTER | CYAML_FLAG_OPTIONAL, struct sidecar, command,
+                         &string_ptr_schema, 0, CYAML_UNLIMITED),
+    CYAML_FIELD_SEQUENCE("args", CYAML_FLAG_POINTER | CYAML_FLAG_OPTIONAL, struct sidecar, args,
+                         &string_ptr_schema, 0, CYAML_UNLIMITED),
+    CYAML_FIELD_IGNORE("env", CYAML_FLAG_OPTIONAL),
+    CYAML_FIELD_MAPPING_PTR("resources", CYAML_FLAG_OPTIONAL, struct sidecar, resources, resources_fields),
+    CYAML_FIELD_SEQUENCE("volumeMounts", CYAML_FLAG_POINTER | CYAML_FLAG_OPTIONAL, struct sidecar,
+                         volume_mounts, &mount_schema, 0, CYAML_UNLIMITED),
+    CYAML_FIELD_MAPPING_PTR("securityContext", CYAML_FLAG_OPTIONAL, struct sidecar, security_context,
+                            security_fields),
+    CYAML_FIELD_END,
+};
+
+static const cyaml_schema_value_t sidecar_schema = {
+    CYAML_VALUE_MAPPING(CYAML_FLAG_DEFAULT, struct sidecar, sidecar_fields),
+};
+
+static const cyaml_schema_field_t volume_fields[] = {
+    CYAML_FIELD_STRING_PTR("name", CYAML_FLAG_OPTIONAL, struct persistent_volume, name, 0, CYAML_UNLIMITED),
+    CYAML_FIELD_STRING_PTR("mountPath", CYAML_FLAG_OPTIONAL, struct persistent_volume, mount_path, 0, CYAML_UNLIMITED),
+    CYAML_FIELD_STRING_PTR("storageClassName", CYAML_FLAG_OPTIONAL, struct persistent_volume,
+                           storage_class_name, 0, CYAML_UNLIMITED),
+    CYAML_FIELD_STRING_PTR("size", CYAML_FLAG_OPTIONAL, struct persistent_volume, size, 0, CYAML_UNLIMITED),
+    CYAML_FIELD_END,
+};
+
+static const cyaml_schema_value_t volume_schema = {
+    CYAML_VALUE_MAPPING(CYAML_FLAG_DEFAULT, struct persistent_volume, volume_fields),
+};
+
+static const cyaml_schema_field_t crd_ref_fields[] = {
+    CYAML_FIELD_STRING_PTR("apiVersion", CYAML_FLAG_OPTIONAL, struct crd_ref, api_version, 0, CYAML_UNLIMITED),
+    CYAML_FIELD_STRING_PTR("kind", CYAML_FLAG_OPTIONAL, struct crd_ref, kind, 0, CYAML_UNLIMITED),
+    CYAML_FIELD_STRING_PTR("name", CYAML_FLAG_OPTIONAL, struct crd_ref, name, 0, CYAML_UNLIMITED),
+    CYAML_FIELD_STRING_PTR("namespace", CYAML_FLAG_OPTIONAL, struct crd_ref, namespace, 0, CYAML_UNLIMITED),
+    CYAML_FIELD_END,
+};
+
+/* Keys every workload type accepts (SPEC section 2). */
+#define WORKLOAD_COMMON_FIELDS                                                                      \
+    CYAML_FIELD_STRING_PTR("name", CYAML_FLAG_OPTIONAL, struct workload_spec, name, 0, CYAML_UNLIMITED), \
+    CYAML_FIELD_STRING_PTR("namespace", CYAML_FLAG_OPTIONAL, struct workload_spec, namespace, 0,     \
+                           CYAML_UNLIMITED),                                                          \
+    CYAML_FIELD_STRING_PTR("image", CYAML_FLAG_OPTIONAL, struct workload_spec, image, 0, CYAML_UNLIMITED), \
+    CYAML_FIELD_MAPPING_PTR("script", CYAML_FLAG_OPTIONAL, struct workload_spec, script, script_fields), \
+    CYAML_FIELD_SEQUENCE("command", CYAML_FLAG_POINTER | CYAML_FLAG_OPTIONAL, struct workload_spec,   \
+                         command, &string_ptr_schema, 0, CYAML_UNLIMITED),                            \
+    CYAML_FIELD_SEQUENCE("args", CYAML_FLAG_POINTER | CYAML_FLAG_OPTIONAL, struct workload_spec, args, \
+                         &string_ptr_schema, 0, CYAML_UNLIMITED),                                     \
+    CYAML_FIELD_IGNORE("env", CYAML_FLAG_OPTIONAL),                                                   \
+    CYAML_FIELD_MAPPING_PTR("resources", CYAML_FLAG_OPTIONAL, struct workload_spec, resources,        \
+                            resources_fields),                                                        \
+    CYAML_FIELD_SEQUENCE("configMaps", CYAML_FLAG_POINTER | CYAML_FLAG_OPTIONAL, struct workload_spec, \
+                         config_maps, &string_ptr_schema, 0, CYAML_UNLIMITED),                        \
+    CYAML_FIELD_SEQUENCE("secrets", CYAML_FLAG_POINTER | CYAML_FLAG_OPTIONAL, struct workload_spec,   \
+                         secrets, &string_ptr_schema, 0, CYAML_UNLIMITED),                            \
+    CYAML_FIELD_IGNORE("labels", CYAML_FLAG_OPTIONAL),                                                \
+    CYAML_FIELD_IGNORE("annotations", CYAML_FLAG_OPTIONAL),                                           \
+    CYAML_FIELD_IGNORE("nodeSelector", CYAML_FLAG_OPTIONAL),                                          \
+    CYAML_FIELD_SEQUENCE("ports", CYAML_FLAG_POINTER | CYAML_FLAG_OPTIONAL, struct workload_spec,     \
+                         ports, &port_schema, 0, CYAML_UNLIMITED),                                    \
+    CYAML_FIELD_SEQUENCE("sidecars", CYAML_FLAG_POINTER | CYAML_FLAG_OPTIONAL, struct workload_spec,  \
+                         sidecars, &sidecar_schema, 0, CYAML_UNLIMITED),                              \
+    CYAML_FIELD_STRING_PTR("terminationGracePeriod", CYAML_FLAG_OPTIONAL, struct workload_spec,       \
+                           termination_grace_period, 0, CYAML_UNLIMITED),                             \
+    CYAML_FIELD_STRING_PTR("restartPolicy", CYAML_FLAG_OPTIONAL, struct workload_spec, restart_policy, \
+                           0, CYAML_UNLIMITED),                                                       \
+    CYAML_FIELD_MAPPING_PTR("workloadCRDRef", CYAML_FLAG_OPTIONAL, struct workload_spec, crd_ref,     \
+                            crd_ref_fields)
+
+#define WORKLOAD_REPLICATED_FIELDS                                                                   \
+    CYAML_FIELD_INT_PTR("replicas", CYAML_FLAG_OPTIONAL, struct workload_spec, replicas),            \
+    CYAML_FIELD_STRING_PTR("healthCheckPath", CYAML_FLAG_OPTIONAL, struct workload_spec,             \
+                           health_check_path, 0, CYAML_UNLIMITED),                                   \
+    CYAML_FIELD_INT("healthCheckPort", CYAML_FLAG_OPTIONAL, struct workload_spec, health_check_port), \
+    CYAML_FIELD_STRING_PTR("readinessTimeout", CYAML_FLAG_OPTIONAL, struct workload_spec,            \
+                           readiness_timeout, 0, CYAML_UNLIMITED)
+
+static const cyaml_schema_field_t process_fields[] = {
+    WORKLOAD_COMMON_FIELDS,
+    CYAML_FIELD_INT_PTR("maxRestarts", CYAML_FLAG_OPTIONAL, struct workload_spec, max_restarts),
+    CYAML_FIELD_STRING_PTR("gracePeriod", CYAML_FLAG_OPTIONAL, struct workload_spec, grace_period, 0,
+                           CYAML_UNLIMITED),
+    CYAML_FIELD_END,
+};
+
+static const cyaml_schema_field_t cronjob_fields[] = {
+    WORKLOAD_COMMON_FIELDS,
+    CYAML_FIELD_STRING_PTR("schedule", CYAML_FLAG_OPTIONAL, struct workload_spec, schedule, 0,
+                           CYAML_UNLIMITED),
+    CYAML_FIELD_END,
+};
+
+static const cyaml_schema_field_t service_fields[] = {
+    WORKLOAD_COMMON_FIELDS,
+    WORKLOAD_REPLICATED_FIELDS,
+    CYAML_FIELD_END,
+};
+
+static const cyaml_schema_field_t persistent_fields[] = {
+    WORKLOAD_COMMON_FIELDS,
+    WORKLOAD_REPLICATED_FIELDS,
+    CYAML_FIELD_STRING_PTR("serviceName", CYAML_FLAG_OPTIONAL, struct workload_spec, service_name, 0,
+                           CYAML_UNLIMITED),
+    CYAML_FIELD_SEQUENCE("persistentVolumes", CYAML_FLAG_POINTER | CYAML_FLAG_OPTIONAL,
+                         struct workload_spec, persistent_volumes, &volume_schema, 0, CYAML_UNLIMITED),
+    CYAML_FIELD_END,
+};
+
+static const cyaml_schema_value_t process_schema = {
+    CYAML_VALUE_MAPPING(CYAML_FLAG_DEFAULT, struct workload_spec, process_fields),
+};
+static const cyaml_schema_value_t cronjob_schema = {
+    CYAML_VALUE_MAPPING(CYAML_FLAG_DEFAULT, struct workload_spec, cronjob_fields),
+};
+static const cyaml_schema_value_t service_schema = {
+    CYAML_VALUE_MAPPING(CYAML_FLAG_DEFAULT, struct workload_spec, service_fields),
+};
+static const cyaml_schema_value_t persistent_schema = {
+    CYAML_VALUE_MAPPING(CYAML_FLAG_DEFAULT, struct workload_spec, persistent_fields),
+};
+
+static const cyaml_schema_field_t workloads_fields[] = {
+    CYAML_FIELD_SEQUENCE("processes", CYAML_FLAG_POINTER | CYAML_FLAG_OPTIONAL, struct workload_lists,
+                         processes, &process_schema, 0, CYAML_UNLIMITED),
+    CYAML_FIELD_SEQUENCE("cronJobs", CYAML_FLAG_POINTER | CYAML_FLAG_OPTIONAL, struct workload_lists,
+                         cron_jobs, &cronjob_schema, 0, CYAML_UNLIMITED),
+    CYAML_FIELD_SEQUENCE("services", CYAML_FLAG_POINTER | CYAML_FLAG_OPTIONAL, struct workload_lists,
+                         services, &service_schema, 0, CYAML_UNLIMITED),
+    CYAML_FIELD_SEQUENCE("persistentSets", CYAML_FLAG_POINTER | CYAML_FLAG_OPTIONAL,
+                         struct workload_lists, persistent_sets, &persistent_schema, 0, CYAML_UNLIMITED),
+    CYAML_FIELD_END,
+};
+
+static const cyaml_schema_field_t sentinel_fields[] = {
+    CYAML_FIELD_STRING_PTR("masterName", CYAML_FLAG_OPTIONAL, struct redis_sentinel_config, master_name,
+                           0, CYAML_UNLIMITED),
+    CYAML_FIELD_SEQUENCE("addrs", CYAML_FLAG_POINTER | CYAML_FLAG_OPTIONAL, struct redis_sentinel_config,
+                         addrs, &string_ptr_schema, 0, CYAML_UNLIMITED),
+    CYAML_FIELD_END,
+};
+
+static const cyaml_schema_field_t redis_fields[] = {
+    CYAML_FIELD_STRING_PTR("addr", CYAML_FLAG_OPTIONAL, struct redis_config, addr, 0, CYAML_UNLIMITED),
+    CYAML_FIELD_STRING_PTR("username", CYAML_FLAG_OPTIONAL, struct redis_config, username, 0, CYAML_UNLIMITED),
+    CYAML_FIELD_STRING_PTR("password", CYAML_FLAG_OPTIONAL, struct redis_config, password, 0, CYAML_UNLIMITED),
+    CYAML_FIELD_INT_PTR("db", CYAML_FLAG_OPTIONAL, struct redis_config, db),
+    CYAML_FIELD_MAPPING_PTR("sentinel", CYAML_FLAG_OPTIONAL, struct redis_config, sentinel, sentinel_fields),
+    CYAML_FIELD_END,
+};
+
+static const cyaml_schema_field_t cluster_fields[] = {
+    CYAML_FIELD_STRING_PTR("name", CYAML_FLAG_OPTIONAL, struct cluster_config, name, 0, CYAML_UNLIMITED),
+    CYAML_FIELD_STRING_PTR("kubeconfig", CYAML_FLAG_OPTIONAL, struct cluster_config, kubeconfig, 0,
+                           CYAML_UNLIMITED),
+    CYAML_FIELD_END,
+};
+
+static const cyaml_schema_field_t election_fields[] = {
+    CYAML_FIELD_STRING_PTR("leaseDuration", CYAML_FLAG_OPTIONAL, struct leader_election_config,
+                           lease_duration, 0, CYAML_UNLIMITED),
+    CYAML_FIELD_STRING_PTR("renewDeadline", CYAML_FLAG_OPTIONAL, struct leader_election_config,
+                           renew_deadline, 0, CYAML_UNLIMITED),
+    CYAML_FIELD_STRING_PTR("retryPeriod", CYAML_FLAG_OPTIONAL, struct leader_election_config,
+                           retry_period, 0, CYAML_UNLIMITED),
+    CYAML_FIELD_END,
+};
+
+static const cyaml_schema_field_t top_fields[] = {
+    CYAML_FIELD_STRING_PTR("id", CYAML_FLAG_OPTIONAL, struct config_file, id, 0, CYAML_UNLIMITED),
+    CYAML_FIELD_STRING_PTR("tenant", CYAML_FLAG_OPTIONAL, struct config_file, tenant, 0, CYAML_UNLIMITED),
+    CYAML_FIELD_STRING_PTR("namespace", CYAML_FLAG_OPTIONAL, struct config_file, namespace, 0,
+                           CYAML_UNLIMITED),
+    CYAML_FIELD_INT_PTR("port", CYAML_FLAG_OPTIONAL, struct config_file, port),
+    CYAML_FIELD_BOOL("remainsFollower", CYAML_FLAG_OPTIONAL, struct config_file, remains_follower),
+    CYAML_FIELD_STRING_PTR("storageType", CYAML_FLAG_OPTIONAL, struct config_file, storage_type, 0,
+                           CYAML_UNLIMITED),
+    CYAML_FIELD_MAPPING_PTR("redis", CYAML_FLAG_OPTIONAL, struct config_file, redis, redis_fields),
+    CYAML_FIELD_STRING_PTR("databaseURL", CYAML_FLAG_OPTIONAL, struct config_file, database_url, 0,
+                           CYAML_UNLIMITED),
+    CYAML_FIELD_MAPPING_PTR("cluster", CYAML_FLAG_OPTIONAL, struct config_file, cluster, cluster_fields),
+    CYAML_FIELD_STRING_PTR("terminationGracePeriod", CYAML_FLAG_OPTIONAL, struct config_file,
+                           termination_grace_period, 0, CYAML_UNLIMITED),
+    CYAML_FIELD_STRING_PTR("workloadHandover", CYAML_FLAG_OPTIONAL, struct config_file, workload_handover,
+                           0, CYAML_UNLIMITED),
+    CYAML_FIELD_MAPPING_PTR("leaderElection", CYAML_FLAG_OPTIONAL, struct config_file, leader_election,
+                            election_fields),
+    CYAML_FIELD_MAPPING_PTR("workloads", CYAML_FLAG_OPTIONAL, struct config_file, workloads,
+                            workloads_fields),
+    /* The Go controller's Spanner backend: accepted so its files load, not
+     * supported (storageType spanner is rejected by validation). */
+    CYAML_FIELD_IGNORE("spanner", CYAML_FLAG_OPTIONAL),
+    CYAML_FIELD_END,
+};
+
+static const cyaml_schema_value_t top_schema = {
+    CYAML_VALUE_MAPPING(CYAML_FLAG_POINTER, struct config_file, top_fields),
+};
+
+/* ---- libcyaml error capture --------------------------------------------- */
+
+struct cyaml_log_ctx {
+    struct buf text;
+};
+
+static void cyaml_capture(cyaml_log_t level, void *ctx, const char *fmt, va_list args)
+{
+    struct cyaml_log_ctx *c = ctx;
+
+    if (level < CYAML_LOG_ERROR)
+        return;
+    if (c->text.len > 4096)
+        return;
+    buf_vprintf(&c->text, fmt, args);
+}
+
+/*
+ * libcyaml reports an error as a message line followed by a backtrace of
+ * "in mapping field 'x' (line: L, column: C)" / "in sequence entry 'N'"
+ * lines, innermost first.  Turn that into "path: message (line L)".
+ */
+static void cyaml_report(const char *source, const char *text, cyaml_err_t err,
+                         struct config_errors *errs)
+{
+    char *copy = xstrdup(text);
+    char *save = NULL, *line, *msg = NULL;
+    char *parts[64];
+    int nparts = 0, line_no = 0;
+    struct buf path;
+
+    for (line = strtok_r(copy, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
+        char *q;
+        while (*line == ' ')
+            line++;
+        if (strncmp(line, "Load: ", 6) == 0)
+            line += 6;
+        if (strncmp(line, "Backtrace:", 10) == 0)
+            continue;
+        if (strncmp(line, "in mapping field '", 18) == 0 || strncmp(line, "in sequence entry '", 19) == 0) {
+            int is_seq = line[3] == 's';
+            char *name = strchr(line, '\'') + 1;
+            q = strchr(name, '\'');
+            if (q == NULL)
+                continue;
+            *q = '\0';
+            if (line_no == 0) {
+                char *l = strstr(q + 1, "line: ");
+                if (l)
+                    line_no = atoi(l + 6) + 1;
+            }
+            if (nparts < 64) {
+                /* Mark sequence entries so they print as [N]; libcyaml
+                 * counts entries from 1, paths count from 0. */
+                if (is_seq) {
+                    snprintf(name - 1, strlen(name) + 2, "[%d", atoi(name) - 1);
+                    parts[nparts++] = name - 1;
+                } else {
+                    parts[nparts++] = name;
+                }
+            }
+            continue;
+        }
+        if (strncmp(line, "in mapping (", 12) == 0 || strncmp(line, "in sequence (", 13) == 0) {
+            /* libcyaml's line numbers start at 0. */
+            char *l = strstr(line, "line: ");
+            if (line_no == 0 && l)
+                line_no = atoi(l + 6) + 1;
+            continue;
+        }
+        if (msg == NULL && *line)
+            msg = line;
+    }
+    buf_init(&path);
+    for (int i = nparts - 1; i >= 0; i--) {
+        if (parts[i][0] == '[') {
+            buf_printf(&path, "%s]", parts[i]);
+        } else {
+            if (path.len)
+                buf_putc(&path, '.');
+            buf_puts(&path, parts[i]);
+        }
+    }
+    if (msg == NULL)
+        msg = (char *)cyaml_strerror(err);
+    if (strncmp(msg, "Unexpected key: ", 16) == 0) {
+        if (path.len)
+            buf_putc(&path, '.');
+        buf_puts(&path, msg + 16);
+        msg = (char *)"unknown key";
+    }
+    if (line_no)
+        config_errors_add(errs, "%s: %s (%s line %d)", path.len ? path.data : source, msg, source, line_no);
+    else
+        config_errors_add(errs, "%s: %s", path.len ? path.data : source, msg);
+    buf_free(&path);
+    free(copy);
+}
+
+/* ---- libyaml pass for string maps --------------------------------------- */
+
+#define MAP_DEPTH_MAX 64
+
+struct frame {
+    int is_seq;
+    long index;       /* sequence: index of the next entry */
+    char *key;        /* mapping: key of the value being read, or NULL */
+};
+
+struct map_pass {
+    struct config_file *file;
+    struct config_errors *errs;
+    const char *source;
+    struct frame stack[MAP_DEPTH_MAX];
+    int depth;
+    struct kv_list *target;   /* the map being collected, or NULL */
+    int target_depth;
+    char *pending_key;
+    struct buf target_path;
+};
+
+static struct workload_spec *workload_at(struct config_file *f, const char *kind, long idx)
+{
+    struct workload_lists *w = f->workloads;
+    struct workload_spec *arr = NULL;
+    unsigned count = 0;
+
+    if (w == NULL || idx < 0)
+        return NULL;
+    if (strcmp(kind, "processes") == 0) {
+        arr = w->processes;
+        count = w->processes_count;
+    } else if (strcmp(kind, "cronJobs") == 0) {
+        arr = w->cron_jobs;
+        count = w->cron_jobs_count;
+    } else if (strcmp(kind, "services") == 0) {
+        arr = w->services;
+        count = w->services_count;
+    } else if (strcmp(kind, "persistentSets") == 0) {
+        arr = w->persistent_sets;
+        count = w->persistent_sets_count;
+    }
+    if (arr == NULL || (unsigned long)idx >= count)
+        return NULL;
+    return &arr[idx];
+}
+
+/* Index of the entry being read in the sequence at stack depth d; a
+ * frame's index advances only when its current entry ends. */
+static long seq_index(const struct map_pass *p, int d)
+{
+    return p->stack[d].index;
+}
+
+/* Called at a MAPPING_START: is this mapping one of the string maps? */
+static struct kv_list *match_target(struct map_pass *p)
+{
+    const struct frame *s = p->stack;
+    struct workload_spec *w;
+    const char *key;
+
+    /* Root map(0) -> "workloads" map(1) -> kind seq(2) -> entry map(3). */
+    if (p->depth == 4 && !s[0].is_seq && s[0].key && strcmp(s[0].key, "workloads") == 0 &&
+        s[1].key && s[2].is_seq && !s[3].is_seq && s[3].key) {
+        w = workload_at(p->file, s[1].key, seq_index(p, 2));
+        key = s[3].key;
+        if (w == NULL)
+            return NULL;
+        buf_reset(&p->target_path);
+        buf_printf(&p->target_path, "workloads.%s[%ld].%s", s[1].key, seq_index(p, 2), key);
+        if (strcmp(key, "env") == 0)
+            return &w->env;
+        if (strcmp(key, "labels") == 0)
+            return &w->labels;
+        if (strcmp(key, "annotations") == 0)
+            return &w->annotations;
+        if (strcmp(key, "nodeSelector") == 0)
+            return &w->node_selector;
+        return NULL;
+    }
+    /* ... entry map(3) -> "sidecars" seq(4) -> sidecar map(5) -> "env". */
+    if (p->depth == 6 && s[0].key && strcmp(s[0].key, "workloads") == 0 && s[1].key &&
+        s[3].key && strcmp(s[3].key, "sidecars") == 0 && s[4].is_seq && s[5].key &&
+        strcmp(s[5].key, "env") == 0) {
+        long si = seq_index(p, 4);
+        w = workload_at(p->file, s[1].key, seq_index(p, 2));
+        if (w == NULL || si < 0 || (unsigned long)si >= w->sidecars_count)
+            return NULL;
+        buf_reset(&p->target_path);
+        buf_printf(&p->target_path, "workloads.%s[%ld].sidecars[%ld].env", s[1].key, seq_index(p, 2), si);
+        return &w->sidecars[si].env;
+    }
+    return NULL;
+}
+
+/* Records that a value (scalar or collection) was consumed at the top. */
+static void value_done(struct map_pass *p)
+{
+    struct frame *f;
+
+    if (p->depth == 0)
+        return;
+    f = &p->stack[p->depth - 1];
+    if (f->is_seq) {
+        f->index++;
+    } else {
+        free(f->key);
+        f->key = NULL;
+    }
+}
+
+static void push(struct map_pass *p, int is_seq)
+{
+    struct frame *f;
+
+    if (p->depth >= MAP_DEPTH_MAX) {
+        p->depth++; /* counted but not tracked */
+        return;
+    }
+    f = &p->stack[p->depth++];
+    f->is_seq = is_seq;
+    f->index = 0;
+    f->key = NULL;
+}
+
+static void pop(struct map_pass *p)
+{
+    if (p->depth <= 0)
+        return;
+    p->depth--;
+    if (p->depth < MAP_DEPTH_MAX) {
+        free(p->stack[p->depth].key);
+        p->stack[p->depth].key = NULL;
+    }
+}
+
+static int read_string_maps(const char *data, size_t len, struct config_file *file,
+                            const char *source, struct config_errors *errs)
+{
+    yaml_parser_t parser;
+    yaml_event_t ev;
+    struct map_pass p;
+    int done = 0, rc = 0;
+
+    memset(&p, 0, sizeof(p));
+    p.file = file;
+    p.errs = errs;
+    p.source = source;
+    buf_init(&p.target_path);
+    if (!yaml_parser_initialize(&parser))
+        oom_abort(sizeof(parser));
+    yaml_parser_set_input_string(&parser, (const unsigned char *)data, len);
+    while (!done) {
+        if (!yaml_parser_parse(&parser, &ev)) {
+            config_errors_add(errs, "%s: %s (line %zu)", source,
+                              parser.problem ? parser.problem : "YAML syntax error",
+                              parser.problem_mark.line + 1);
+            rc = -1;
+            break;
+        }
+        switch (ev.type) {
+        case YAML_STREAM_END_EVENT:
+            done = 1;
+            break;
+        case YAML_MAPPING_START_EVENT:
+            if (p.target != NULL) {
+                config_errors_add(errs, "%s.%s: value must be a string, not a mapping",
+                                  p.target_path.data, p.pending_key ? p.pending_key : "?");
+            } else if (p.depth < MAP_DEPTH_MAX && (p.target = match_target(&p)) != NULL) {
+                p.target_depth = p.depth + 1;
+            }
+            push(&p, 0);
+            break;
+        case YAML_SEQUENCE_START_EVENT:
+            if (p.target != NULL)
+                config_errors_add(errs, "%s.%s: value must be a string, not a list",
+                                  p.target_path.data, p.pending_key ? p.pending_key : "?");
+            push(&p, 1);
+            break;
+        case YAML_MAPPING_END_EVENT:
+        case YAML_SEQUENCE_END_EVENT:
+            if (p.target != NULL && p.depth == p.target_depth) {
+                p.target = NULL;
+                free(p.pending_key);
+                p.pending_key = NULL;
+            }
+            pop(&p);
+            value_done(&p);
+            break;
+        case YAML_SCALAR_EVENT: {
+            const char *v = (const char *)ev.data.scalar.value;
+            struct frame *f = p.depth > 0 && p.depth <= MAP_DEPTH_MAX ? &p.stack[p.depth - 1] : NULL;
+
+            if (f != NULL && !f->is_seq && f->key == NULL) {
+                f->key = xstrdup(v);
+                if (p.target != NULL && p.depth == p.target_depth) {
+                    free(p.pending_key);
+                    p.pending_key = xstrdup(v);
+                }
+                break;
+            }
+            if (p.target != NULL && p.depth == p.target_depth && p.pending_key != NULL) {
+                if (kv_list_get(p.target, p.pending_key) != NULL)
+                    config_errors_add(errs, "%s.%s: duplicate key", p.target_path.data, p.pending_key);
+                else
+                    kv_list_add(p.target, p.pending_key, v);
+            }
+            value_done(&p);
+            break;
+        }
+        case YAML_ALIAS_EVENT:
+            value_done(&p);
+            break;
+        default:
+            break;
+        }
+        yaml_event_delete(&ev);
+    }
+    while (p.depth > 0)
+        pop(&p);
+    free(p.pending_key);
+    buf_free(&p.target_path);
+    yaml_parser_delete(&parser);
+    return rc;
+}
+
+/* ---- entry points ------------------------------------------------------- */
+
+static void free_kv_maps(struct workload_spec *arr, unsigned n)
+{
+    for (unsigned i = 0; i < n; i++) {
+        kv_list_free(&arr[i].env);
+        kv_list_free(&arr[i].labels);
+        kv_list_free(&arr[i].annotations);
+        kv_list_free(&arr[i].node_selector);
+        for (unsigned j = 0; j < arr[i].sidecars_count; j++)
+            kv_list_free(&arr[i].sidecars[j].env);
+    }
+}
+
+void config_file_free(struct config_file *f)
+{
+    static const cyaml_config_t cfg = {
+        .log_fn = NULL, .mem_fn = cyaml_mem, .log_level = CYAML_LOG_ERROR,
+    };
+
+    if (f == NULL)
+        return;
+    if (f->workloads) {
+        struct workload_lists *w = f->workloads;
+        free_kv_maps(w->processes, w->processes_count);
+        free_kv_maps(w->cron_jobs, w->cron_jobs_count);
+        free_kv_maps(w->services, w->services_count);
+        free_kv_maps(w->persistent_sets, w->persistent_sets_count);
+    }
+    cyaml_free(&cfg, &top_schema, f, 0);
+}
+
+int config_file_parse(const char *data, size_t len, const char *source,
+                      struct config_file **out, struct config_errors *errs)
+{
+    struct cyaml_log_ctx lc;
+    cyaml_config_t cfg = {
+        .log_fn = cyaml_capture,
+        .log_ctx = &lc,
+        .mem_fn = cyaml_mem,
+        .log_level = CYAML_LOG_ERROR,
+        .flags = CYAML_CFG_NO_ALIAS,
+    };
+    struct config_file *f = NULL;
+    cyaml_err_t err;
+    size_t i;
+
+    *out = NULL;
+    /* An empty document (or one holding only comments) is an empty config. */
+    for (i = 0; i < len; i++) {
+        if (data[i] == '#') {
+            while (i < len && data[i] != '\n')
+                i++;
+        } else if (data[i] != ' ' && data[i] != '\n' && data[i] != '\r' && data[i] != '\t') {
+            break;
+        }
+    }
+    if (i == len || (len - i == 3 && memcmp(data + i, "---", 3) == 0)) {
+        *out = xcalloc(1, sizeof(**out));
+        return 0;
+    }
+    if (memchr(data, '\0', len) != NULL) {
+        config_errors_add(errs, "%s: contains a NUL byte", source);
+        return -1;
+    }
+    buf_init(&lc.text);
+    err = cyaml_load_data((const uint8_t *)data, len, &cfg, &top_schema, (cyaml_data_t **)&f, NULL);
+    if (err != CYAML_OK) {
+        cyaml_report(source, lc.text.len ? lc.text.data : "", err, errs);
+        buf_free(&lc.text);
+        return -1;
+    }
+    buf_free(&lc.text);
+    if (f == NULL) {
+        *out = xcalloc(1, sizeof(**out));
+        return 0;
+    }
+    if (read_string_maps(data, len, f, source, errs) != 0) {
+        config_file_free(f);
+        return -1;
+    }
+    *out = f;
+    return 0;
+}

@@ -1,0 +1,142 @@
+/*
+ * highlander: wires the modules together and runs the loop.  Nothing here
+ * does work of its own.
+ */
+#include "highlander/api.h"
+#include "highlander/app.h"
+#include "highlander/config.h"
+#include "highlander/log.h"
+#include "highlander/loopstat.h"
+#include "highlander/metrics.h"
+#include "highlander/status.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <sys/resource.h>
+#include <uv.h>
+
+extern char **environ;
+
+/* ---- the loop-statistics module ----------------------------------------- */
+
+struct loopstat_module {
+    struct loopstat ls;
+    struct app *app;
+};
+
+static int loopstat_module_start(void *ctx, struct app *app)
+{
+    struct loopstat_module *m = ctx;
+
+    m->app = app;
+    loopstat_start(&m->ls, app_loop(app));
+    return 0;
+}
+
+static void loopstat_closed(struct loopstat *ls)
+{
+    struct loopstat_module *m = container_of(ls, struct loopstat_module, ls);
+
+    app_module_stopped(m->app);
+}
+
+static void loopstat_module_stop(void *ctx, struct app *app)
+{
+    struct loopstat_module *m = ctx;
+
+    loopstat_stop(&m->ls, loopstat_closed);
+}
+
+/* The HTTP connection cap needs as many descriptors: raise the soft limit
+ * toward the hard one. */
+static void raise_fd_limit(unsigned want)
+{
+    struct rlimit rl;
+
+    if (getrlimit(RLIMIT_NOFILE, &rl) != 0)
+        return;
+    if (rl.rlim_cur != RLIM_INFINITY && rl.rlim_cur < want + 64) {
+        rlim_t target = want + 64;
+        if (rl.rlim_max != RLIM_INFINITY && target > rl.rlim_max)
+            target = rl.rlim_max;
+        rl.rlim_cur = target;
+        if (setrlimit(RLIMIT_NOFILE, &rl) != 0)
+            log_warn("main", "cannot raise the open file limit to %llu", (unsigned long long)target);
+    }
+}
+
+int main(int argc, char **argv)
+{
+    struct config_errors errs = {0};
+    struct config *cfg = NULL;
+    enum config_action action = CONFIG_RUN;
+    enum log_level level = LOG_INFO;
+    enum log_format format = LOG_FORMAT_TEXT;
+    struct status status;
+    struct metrics *metrics;
+    struct app *app;
+    struct api api;
+    struct loopstat_module lsm;
+    struct module m;
+    uv_loop_t loop;
+    int rc;
+
+    if (config_load(argc, argv, environ, &action, &cfg, &errs) != 0) {
+        fprintf(stderr, "highlander: invalid configuration (%u problem%s):\n", errs.count,
+                errs.count == 1 ? "" : "s");
+        for (unsigned i = 0; i < errs.count; i++)
+            fprintf(stderr, "  %s\n", errs.items[i]);
+        config_errors_free(&errs);
+        return 2;
+    }
+    if (action == CONFIG_HELP) {
+        fputs(config_usage, stdout);
+        return 0;
+    }
+    if (action == CONFIG_VERSION) {
+        printf("highlander %s (%s)\n", HIGHLANDER_VERSION, HIGHLANDER_GIT_REV);
+        return 0;
+    }
+    if (action == CONFIG_CHECK) {
+        char *dump = config_dump(cfg);
+        printf("%s\n", dump);
+        free(dump);
+        config_free(cfg);
+        return 0;
+    }
+
+    log_level_parse(cfg->log_level, &level);
+    log_format_parse(cfg->log_format, &format);
+    log_setup(level, format);
+    log_info("main", "highlander %s starting: id=%s tenant=%s storage=%s config=%s", HIGHLANDER_VERSION, cfg->id,
+             cfg->tenant, storage_type_name(cfg->storage_type), cfg->config_path ? cfg->config_path : "(none)");
+    raise_fd_limit(cfg->http_max_connections);
+
+    uv_loop_init(&loop);
+    status_init(&status, cfg);
+    metrics = metrics_new();
+    metrics_register_process(metrics);
+    app = app_new(&loop, cfg->termination_grace_ms);
+
+    lsm.app = app;
+    api_init(&api, app, &status, metrics, &lsm.ls, cfg->bind_address, cfg->port, cfg->api_token);
+    api.limits.max_connections = cfg->http_max_connections;
+
+    /* Start order: HTTP first (probes answer during start-up), loop stats;
+     * the lease, Kubernetes and workload modules plug in after these. */
+    m = api_module_ops;
+    m.ctx = &api;
+    app_add_module(app, &m);
+    m = (struct module){.name = "loopstat", .start = loopstat_module_start, .stop = loopstat_module_stop,
+                        .ctx = &lsm};
+    app_add_module(app, &m);
+
+    rc = app_run(app);
+
+    app_free(app);
+    metrics_free(metrics);
+    status_free(&status);
+    config_free(cfg);
+    log_info("main", "exit %d", rc);
+    return rc;
+}

@@ -1,0 +1,117 @@
+/* Controller status fields and their JSON form; see status.h. */
+#include "highlander/status.h"
+
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#ifndef HIGHLANDER_VERSION
+#define HIGHLANDER_VERSION "dev"
+#endif
+#ifndef HIGHLANDER_GIT_REV
+#define HIGHLANDER_GIT_REV "unknown"
+#endif
+
+void status_init(struct status *st, const struct config *cfg)
+{
+    memset(st, 0, sizeof(*st));
+    st->cfg = cfg;
+    st->start_time = time_wall();
+    st->start_mono_ms = time_mono_ms();
+}
+
+void status_free(struct status *st)
+{
+    free(st->current_leader);
+    free(st->last_leader);
+    free(st->last_change_reason);
+    free(st->store_last_error);
+    free(st->store_address);
+    memset(st, 0, sizeof(*st));
+}
+
+void status_set_str(char **field, const char *value)
+{
+    if (*field && value && strcmp(*field, value) == 0)
+        return;
+    free(*field);
+    *field = value ? xstrdup(value) : NULL;
+}
+
+void status_record_transition(struct status *st, bool became_leader, uint64_t token,
+                              const char *leader, const char *reason)
+{
+    struct leadership_event *e = &st->history[st->history_next];
+
+    memset(e, 0, sizeof(*e));
+    e->time = time_wall();
+    e->became_leader = became_leader;
+    e->token = token;
+    snprintf(e->leader, sizeof(e->leader), "%s", leader ? leader : "");
+    snprintf(e->reason, sizeof(e->reason), "%s", reason ? reason : "");
+    st->history_next = (st->history_next + 1) % STATUS_HISTORY;
+    if (st->history_len < STATUS_HISTORY)
+        st->history_len++;
+}
+
+static json_t *time_or_null(double t)
+{
+    char buf[40];
+
+    if (t <= 0)
+        return json_null();
+    time_format_rfc3339(t, buf, sizeof(buf));
+    return json_string(buf);
+}
+
+static json_t *str_or_null(const char *s)
+{
+    return s ? json_string(s) : json_null();
+}
+
+json_t *status_history_json(const struct status *st)
+{
+    json_t *a = json_array();
+    unsigned start = st->history_len < STATUS_HISTORY ? 0 : st->history_next;
+
+    for (unsigned i = 0; i < st->history_len; i++) {
+        const struct leadership_event *e = &st->history[(start + i) % STATUS_HISTORY];
+        json_array_append_new(a, json_pack("{s:o, s:s, s:s, s:I, s:s}", "time", time_or_null(e->time),
+                                           "event", e->became_leader ? "acquired" : "lost", "leader",
+                                           e->leader, "fencingToken", (json_int_t)e->token, "reason",
+                                           e->reason));
+    }
+    return a;
+}
+
+json_t *status_to_json(const struct status *st, const char *controller_state, int ready)
+{
+    const struct config *c = st->cfg;
+    double uptime = (double)(time_mono_ms() - st->start_mono_ms) / 1000.0;
+    json_t *o = json_object();
+
+    json_object_set_new(o, "isLeader", json_boolean(st->is_leader));
+    json_object_set_new(o, "leaderSince", st->is_leader ? time_or_null(st->leader_since) : json_null());
+    json_object_set_new(o, "lastLeaderTransition", time_or_null(st->last_transition));
+    json_object_set_new(o, "uptime", json_real(uptime));
+    json_object_set_new(o, "leaderID", json_string(c->id));
+    json_object_set_new(o, "currentLeader", str_or_null(st->current_leader));
+    json_object_set_new(o, "lastLeader", str_or_null(st->last_leader));
+    json_object_set_new(o, "clusterName", json_string(c->cluster_name));
+    json_object_set_new(o, "clusterHealth", json_string(st->store_connected ? "healthy" : "unknown"));
+    json_object_set_new(o, "tenant", json_string(c->tenant));
+    json_object_set_new(o, "dbConnected", json_boolean(st->store_connected));
+    json_object_set_new(o, "storageType", json_string(storage_type_name(c->storage_type)));
+    json_object_set_new(o, "controllerState", json_string(controller_state));
+    json_object_set_new(o, "fencingToken", json_integer((json_int_t)st->fencing_token));
+    json_object_set_new(o, "readyForTraffic", json_boolean(ready));
+    json_object_set_new(o, "version", json_string(HIGHLANDER_VERSION));
+    json_object_set_new(o, "buildInfo", json_pack("{s:s, s:s, s:s}", "version", HIGHLANDER_VERSION, "gitCommit",
+                                                  HIGHLANDER_GIT_REV, "buildDate", __DATE__));
+    json_object_set_new(o, "failoverCount", json_integer((json_int_t)st->failover_count));
+    json_object_set_new(o, "leadershipTransitions", json_integer((json_int_t)st->transitions));
+    json_object_set_new(o, "lastLeadershipChangeReason", str_or_null(st->last_change_reason));
+    json_object_set_new(o, "remainsFollower", json_boolean(c->remains_follower));
+    return o;
+}
