@@ -103,7 +103,7 @@ test: test-unit test-unit-asan test-unit-valgrind test-system test-system-asan f
 	@echo "make test: all suites passed"
 
 test-unit: $(UNIT_BINS)
-	@sh test/run-unit.sh $(BUILD)/test
+	@sh test/run-unit.sh $(BUILD)/test $(if $(SANITIZER),$(SANITIZER),plain)
 
 test-unit-asan:
 	@$(MAKE) --no-print-directory SANITIZER=address test-unit

@@ -207,8 +207,14 @@ static void put_number(struct buf *out, double v)
         buf_puts(out, v > 0 ? "+Inf" : "-Inf");
     else if (v == (double)(int64_t)v && fabs(v) < 1e15)
         buf_printf(out, "%lld", (long long)v);
-    else
-        buf_printf(out, "%.17g", v);
+    else {
+        /* The shortest of %.15g and %.17g that reads back exactly. */
+        char tmp[40];
+        snprintf(tmp, sizeof(tmp), "%.15g", v);
+        if (strtod(tmp, NULL) != v)
+            snprintf(tmp, sizeof(tmp), "%.17g", v);
+        buf_puts(out, tmp);
+    }
 }
 
 static void put_label_value(struct buf *out, const char *v)
