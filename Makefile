@@ -99,8 +99,12 @@ clean:
 
 # ---- tests -----------------------------------------------------------------
 
-test: test-unit test-unit-asan test-unit-valgrind test-system test-system-asan fuzz-check
-	@echo "make test: all suites passed"
+test:
+	@rm -f build/test-results.txt
+	@$(MAKE) --no-print-directory test-unit test-unit-asan test-unit-valgrind test-system \
+		test-system-asan fuzz-check
+	@awk '{p += $$2; f += $$3} END {printf "make-test: %d passed, %d failed\n", p, f; exit f > 0}' \
+		build/test-results.txt
 
 test-unit: $(UNIT_BINS)
 	@sh test/run-unit.sh $(BUILD)/test $(if $(SANITIZER),$(SANITIZER),plain)
@@ -112,12 +116,12 @@ test-unit-valgrind: $(UNIT_BINS)
 	@sh test/run-unit.sh $(BUILD)/test valgrind
 
 test-system: $(BUILD)/highlander
-	HIGHLANDER_BIN=$(CURDIR)/$(BUILD)/highlander $(PYTEST) -q test/system
+	@HIGHLANDER_BIN=$(CURDIR)/$(BUILD)/highlander sh test/run-pytest.sh system -q test/system
 
 test-system-asan:
 	@$(MAKE) --no-print-directory SANITIZER=address all
-	HIGHLANDER_BIN=$(CURDIR)/build/address/highlander HIGHLANDER_ASAN=1 $(PYTEST) -q test/system \
-		-m "not perf"
+	@HIGHLANDER_BIN=$(CURDIR)/build/address/highlander HIGHLANDER_ASAN=1 \
+		sh test/run-pytest.sh system-asan -q test/system -m "not perf"
 
 # ---- fuzzing (clang libFuzzer) ---------------------------------------------
 

@@ -474,7 +474,8 @@ static void value_done(struct map_pass *p)
 {
     struct frame *f;
 
-    if (p->depth == 0)
+    /* Frames deeper than the stack are counted, not tracked. */
+    if (p->depth == 0 || p->depth > MAP_DEPTH_MAX)
         return;
     f = &p->stack[p->depth - 1];
     if (f->is_seq) {

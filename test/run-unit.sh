@@ -34,4 +34,6 @@ for t in "$dir"/test_*; do
     fi
 done
 echo "unit-$mode: $pass passed, $fail failed"
+mkdir -p build
+echo "unit-$mode $pass $fail" >> build/test-results.txt
 [ -z "$failed" ]

@@ -491,6 +491,29 @@ static void test_decode_errors(void **state)
     }
 }
 
+/* Found by the fuzzer: nesting deeper than the map pass tracks, inside a
+ * key libcyaml ignores. */
+static void test_deep_nesting(void **state)
+{
+    struct buf y;
+    struct config_file *f = NULL;
+    struct config_errors errs = {0};
+    (void)state;
+    buf_init(&y);
+    buf_puts(&y, "spanner: ");
+    for (int i = 0; i < 200; i++)
+        buf_puts(&y, "[{a: ");
+    buf_puts(&y, "1");
+    for (int i = 0; i < 200; i++)
+        buf_puts(&y, "}]");
+    buf_puts(&y, "\nport: 81\n");
+    assert_int_equal(config_file_parse(y.data, y.len, "deep", &f, &errs), 0);
+    assert_int_equal(*f->port, 81);
+    config_file_free(f);
+    config_errors_free(&errs);
+    buf_free(&y);
+}
+
 static void test_search_path(void **state)
 {
     struct result r;
@@ -586,6 +609,7 @@ int main(void)
         cmocka_unit_test(test_validation_reports_everything),
         cmocka_unit_test(test_env_values_checked),
         cmocka_unit_test(test_decode_errors),
+        cmocka_unit_test(test_deep_nesting),
         cmocka_unit_test(test_search_path),
         cmocka_unit_test(test_masking),
         cmocka_unit_test(test_helpers),

@@ -1,0 +1,95 @@
+"""Probes, status routes and the JSON envelope, against the real binary."""
+import http.client
+import json
+
+
+STATUS_KEYS = {"isLeader", "leaderSince", "lastLeaderTransition", "uptime", "leaderID", "currentLeader",
+               "lastLeader", "clusterName", "clusterHealth", "dbConnected", "storageType", "controllerState",
+               "fencingToken", "readyForTraffic", "version", "buildInfo", "failoverCount",
+               "leadershipTransitions", "lastLeadershipChangeReason"}
+
+
+def test_probes(controller):
+    assert controller.get("/healthz")[0] == 200
+    assert controller.get("/healthz")[2] == b"ok"
+    for path in ("/readyz", "/health"):
+        status, headers, body = controller.get(path)
+        assert status in (200, 503)
+        if status == 503:
+            assert body.startswith(b"not ready - ")
+
+
+def test_status_shape(controller_factory):
+    c = controller_factory(env={"HIGHLANDER_ID": "replica-7", "HIGHLANDER_CLUSTER_NAME": "east"})
+    for path in ("/status", "/api/status"):
+        status, doc = c.get_json(path)
+        assert status == 200
+        assert doc["status"] == "success"
+        data = doc["data"]
+        assert STATUS_KEYS <= set(data), STATUS_KEYS - set(data)
+        assert data["leaderID"] == "replica-7"
+        assert data["clusterName"] == "east"
+        assert data["storageType"] == "redis"
+        assert isinstance(data["fencingToken"], int)
+        assert data["uptime"] >= 0
+
+
+def test_debug_status(controller):
+    status, doc = controller.get_json("/debug/status")
+    assert status == 200
+    d = doc["data"]
+    assert d["memory"]["rssBytes"] > 0
+    assert d["memory"]["peakRssBytes"] >= d["memory"]["rssBytes"] // 2
+    assert d["openFds"] > 0
+    loop = d["eventLoop"]
+    assert loop["iterations"] > 0
+    assert loop["activeHandles"] > 0
+    assert loop["lagP99Ms"] >= 0 and loop["lagMaxMs"] >= loop["lagP99Ms"]
+    assert isinstance(d["leadershipHistory"], list)
+    assert d["startTime"].endswith("Z")
+
+
+def test_errors_are_json(controller):
+    status, headers, body = controller.get("/no/such/path")
+    assert status == 404
+    assert json.loads(body) == {"status": "error", "error": "not found"}
+    status, headers, body = controller.request("POST", "/status", body=b"{}")
+    assert status == 405
+    assert json.loads(body)["status"] == "error"
+    assert "GET" in headers["Allow"]
+
+
+def test_head(controller):
+    status, headers, body = controller.request("HEAD", "/status")
+    assert status == 200
+    assert body == b""
+    assert int(headers["Content-Length"]) > 10
+
+
+def test_keepalive_and_pipelining(controller):
+    import socket
+    s = socket.create_connection(("127.0.0.1", controller.port))
+    s.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\nGET /status HTTP/1.1\r\nHost: x\r\n\r\n"
+              b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+    data = b""
+    while True:
+        chunk = s.recv(65536)
+        if not chunk:
+            break
+        data += chunk
+    s.close()
+    assert data.count(b"HTTP/1.1 200 OK") == 3
+    assert data.index(b"\r\n\r\nok") < data.index(b"isLeader")
+
+
+def test_bearer_token(controller_factory):
+    c = controller_factory(env={"HIGHLANDER_API_TOKEN": "t0ken"})
+    assert c.get("/api/status")[0] == 401
+    assert c.get("/debug/status")[0] == 401
+    assert c.get("/api/status", {"Authorization": "Bearer wrong"})[0] == 401
+    assert c.get("/api/status", {"Authorization": "Bearer t0ken"})[0] == 200
+    assert c.get("/debug/status", {"Authorization": "Bearer t0ken"})[0] == 200
+    # Probes and metrics stay open.
+    assert c.get("/healthz")[0] == 200
+    assert c.get("/metrics")[0] == 200
+    assert c.get("/status")[0] == 200
