@@ -5,6 +5,7 @@
 #include "highlander/api.h"
 #include "highlander/app.h"
 #include "highlander/config.h"
+#include "highlander/lease.h"
 #include "highlander/log.h"
 #include "highlander/loopstat.h"
 #include "highlander/metrics.h"
@@ -78,6 +79,7 @@ int main(int argc, char **argv)
     struct api api;
     struct loopstat_module lsm;
     struct module m;
+    struct lease *lease = NULL;
     uv_loop_t loop;
     int rc;
 
@@ -131,9 +133,29 @@ int main(int argc, char **argv)
                         .ctx = &lsm};
     app_add_module(app, &m);
 
+    if (cfg->storage_type == STORAGE_REDIS) {
+        char *addr = xasprintf("redis://%s/%d", cfg->redis_addr, cfg->redis_db);
+        status_set_str(&status.store_address, addr);
+        free(addr);
+        lease = lease_new(&loop, cfg, &status, metrics, lease_redis_new(&loop, cfg));
+        m = lease_module_ops;
+        m.ctx = lease;
+        app_add_module(app, &m);
+    } else {
+        log_error("main", "storageType %s is not available in this build yet", storage_type_name(cfg->storage_type));
+        app_set_exit_code(app, 2);
+        app_free(app);
+        metrics_free(metrics);
+        status_free(&status);
+        config_free(cfg);
+        uv_loop_close(&loop);
+        return 2;
+    }
+
     rc = app_run(app);
 
     app_free(app);
+    lease_free(lease);
     metrics_free(metrics);
     status_free(&status);
     config_free(cfg);

@@ -1,0 +1,103 @@
+/*
+ * Leader election: one lease per tenant in a store (Redis now; PostgreSQL
+ * and Kubernetes Leases plug in through struct lease_backend_ops).
+ *
+ * States:  follower -> leader -> stepping-down -> follower (or stopped),
+ * every transition logged with its reason.
+ *
+ * Authority.  A leader's authority ends renewDeadline after the monotonic
+ * *send* time of its last confirmed acquire or renewal.  A timer fires at
+ * that moment and lease_check() tests it before every action taken as
+ * leader, so authority ends on time whether or not the store answers.
+ * Because renewDeadline < leaseDuration and the store sets the expiry when
+ * it executes the request (after it was sent), a successor can only
+ * acquire after the old leader's authority ended.
+ *
+ * Fencing token.  Every acquisition gets a strictly larger integer per
+ * tenant; it is passed to subscribers and shown in status and metrics.
+ */
+#ifndef HIGHLANDER_LEASE_H
+#define HIGHLANDER_LEASE_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <uv.h>
+
+#include "highlander/app.h"
+#include "highlander/config.h"
+#include "highlander/metrics.h"
+#include "highlander/status.h"
+
+struct lease;
+struct lease_backend;
+
+enum lease_op { LEASE_OP_ACQUIRE, LEASE_OP_RENEW, LEASE_OP_RELEASE, LEASE_OP_OBSERVE };
+
+enum lease_result {
+    LEASE_OK = 0,       /* acquired / renewed / released / observed */
+    LEASE_HELD,         /* acquire: someone else holds it (holder filled) */
+    LEASE_NOT_OURS,     /* renew/release: the record is gone or not ours */
+    LEASE_ERROR,        /* the store did not answer properly */
+};
+
+/* What a backend learned from the store with a result. */
+struct lease_info {
+    const char *holder;       /* current holder id, or NULL when free */
+    const char *holder_cluster;
+    uint64_t token;           /* the holder's (or our new) fencing token */
+    int64_t ttl_ms;           /* remaining lifetime of the record, -1 unknown */
+    const char *error;        /* LEASE_ERROR: why */
+};
+
+struct lease_backend_ops {
+    const char *name;
+    int (*start)(struct lease_backend *b);
+    /* Each operation completes with exactly one lease_backend_result(). */
+    void (*acquire)(struct lease_backend *b, uint64_t min_token);
+    void (*renew)(struct lease_backend *b, uint64_t token);
+    void (*release)(struct lease_backend *b, uint64_t token);
+    void (*observe)(struct lease_backend *b);
+    /* Closes connections; cb runs when every handle is closed. */
+    void (*close)(struct lease_backend *b, void (*cb)(struct lease_backend *b));
+    void (*free)(struct lease_backend *b);
+};
+
+struct lease_backend {
+    const struct lease_backend_ops *ops;
+    struct lease *lease;
+};
+
+/* Subscribers learn when this replica starts and stops leading. */
+typedef void (*lease_started_cb)(void *ctx, struct lease *l, uint64_t token);
+typedef void (*lease_stopped_cb)(void *ctx, struct lease *l, const char *reason);
+
+struct lease *lease_new(uv_loop_t *loop, const struct config *cfg, struct status *st, struct metrics *m,
+                        struct lease_backend *backend);
+void lease_free(struct lease *l);
+void lease_subscribe(struct lease *l, lease_started_cb started, lease_stopped_cb stopped, void *ctx);
+
+/* 1 while this replica leads and its authority has not ended; a passed
+ * deadline ends leadership on the spot.  Call before every leader action. */
+int lease_check(struct lease *l);
+uint64_t lease_token(const struct lease *l);
+
+/* ---- called by backends ---- */
+void lease_backend_result(struct lease *l, enum lease_op op, enum lease_result r, const struct lease_info *info);
+/* The store connection went up or down; reason is free of secrets. */
+void lease_backend_store_state(struct lease *l, int connected, const char *reason);
+/* Another replica announced a release: try to acquire now. */
+void lease_backend_released(struct lease *l);
+/* The store may have lost recent writes (failover, restart): do not
+ * acquire for one full lease duration from now. */
+void lease_backend_hold_off(struct lease *l, const char *reason);
+/* Number of distinct cluster names among live members (0 if unknown). */
+void lease_backend_members(struct lease *l, unsigned clusters);
+const struct config *lease_config(const struct lease *l);
+uv_loop_t *lease_loop(const struct lease *l);
+
+extern const struct module lease_module_ops;
+
+/* The Redis backend (lease_redis.c). */
+struct lease_backend *lease_redis_new(uv_loop_t *loop, const struct config *cfg);
+
+#endif

@@ -1,0 +1,653 @@
+/* Leader election state machine; see lease.h for the authority rules. */
+#include "highlander/lease.h"
+#include "highlander/log.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#define LEASE_MAX_SUBSCRIBERS 8
+
+enum lease_state { LS_FOLLOWER, LS_LEADER, LS_STEPPING_DOWN, LS_STOPPED };
+
+static const char *const state_names[] = {"follower", "leader", "stepping-down", "stopped"};
+static const char *const op_names[] = {"acquire", "renew", "release", "observe"};
+
+struct subscriber {
+    lease_started_cb started;
+    lease_stopped_cb stopped;
+    void *ctx;
+};
+
+struct lease_metrics {
+    struct metric *is_leader, *transitions, *duration, *acquisitions, *losses, *failed_attempts,
+        *last_transition, *failover, *failover_duration, *failover_errors, *db_ops, *db_errors,
+        *db_latency, *lock_ttl, *cluster_health, *cluster_transitions, *fencing_token;
+};
+
+struct lease {
+    uv_loop_t *loop;
+    const struct config *cfg;
+    struct status *st;
+    struct lease_backend *backend;
+    struct lease_metrics m;
+    enum lease_state state;
+    uv_timer_t tick;
+    uv_timer_t fence;
+    int handles_open;
+    /* the one acquire/renew/observe in flight */
+    int in_flight;
+    enum lease_op op;
+    uint64_t op_sent_ns;
+    int release_in_flight;
+    uint64_t release_sent_ns;
+    /* leadership */
+    uint64_t token;
+    uint64_t max_seen_token;
+    uint64_t authority_until_ns;
+    uint64_t leader_since_ns;
+    uint64_t hold_until_ms;
+    uint64_t down_at_ms;
+    uint64_t other_seen_ms;     /* last time another holder was seen */
+    int store_up;
+    int store_was_up;
+    int known;                  /* we know who leads (or that nobody does) */
+    char holder_cluster[128];
+    unsigned member_clusters;
+    struct subscriber subs[LEASE_MAX_SUBSCRIBERS];
+    int nsubs;
+    int log_fd;
+    /* shutdown */
+    struct app *app;
+    int stopping;
+};
+
+static void on_tick(uv_timer_t *t);
+static void on_fence(uv_timer_t *t);
+
+const struct config *lease_config(const struct lease *l)
+{
+    return l->cfg;
+}
+
+uv_loop_t *lease_loop(const struct lease *l)
+{
+    return l->loop;
+}
+
+uint64_t lease_token(const struct lease *l)
+{
+    return l->state == LS_LEADER ? l->token : 0;
+}
+
+static void set_state(struct lease *l, enum lease_state s, const char *reason)
+{
+    if (l->state == s)
+        return;
+    log_info("lease", "%s -> %s (%s)", state_names[l->state], state_names[s], reason);
+    l->state = s;
+}
+
+static void leadership_log(struct lease *l, const char *what, uint64_t token, uint64_t ns)
+{
+    char line[96];
+    int n;
+
+    if (l->log_fd < 0)
+        return;
+    n = snprintf(line, sizeof(line), "%s %llu %llu\n", what, (unsigned long long)token, (unsigned long long)ns);
+    if (write(l->log_fd, line, (size_t)n) != n)
+        log_warn("lease", "cannot write the leadership log: %s", strerror(errno));
+}
+
+/* retry period with +-10% jitter, so followers do not move in lockstep */
+static uint64_t jittered_retry(const struct lease *l)
+{
+    int64_t r = l->cfg->retry_period_ms;
+    int64_t j = r / 10;
+
+    if (j > 0)
+        r += (rand() % (2 * j + 1)) - j;
+    return (uint64_t)(r > 1 ? r : 1);
+}
+
+static void schedule(struct lease *l, uint64_t delay_ms)
+{
+    if (l->stopping)
+        return;
+    uv_timer_start(&l->tick, on_tick, delay_ms, 0);
+}
+
+static void set_holder(struct lease *l, const char *holder, const char *cluster)
+{
+    struct status *st = l->st;
+
+    if (holder == NULL) {
+        status_set_str(&st->current_leader, NULL);
+        return;
+    }
+    if (st->current_leader == NULL || strcmp(st->current_leader, holder) != 0) {
+        if (st->current_leader)
+            status_set_str(&st->last_leader, st->current_leader);
+        status_set_str(&st->current_leader, holder);
+    }
+    if (cluster && *cluster && strcmp(cluster, l->holder_cluster) != 0) {
+        if (l->holder_cluster[0]) {
+            const char *lv[] = {l->holder_cluster, cluster};
+            metrics_add(l->m.cluster_transitions, lv, 1);
+        }
+        snprintf(l->holder_cluster, sizeof(l->holder_cluster), "%s", cluster);
+    }
+}
+
+static void arm_fence(struct lease *l)
+{
+    uint64_t now = time_mono_ns();
+    uint64_t ms = l->authority_until_ns > now ? (l->authority_until_ns - now + 999999) / 1000000 : 0;
+
+    uv_timer_start(&l->fence, on_fence, ms, 0);
+}
+
+/*
+ * Ends leadership.  stop_ns is when authority ended: now for a release or
+ * a lost record, the authority deadline when it passed unnoticed.
+ */
+static void stop_leading(struct lease *l, const char *reason, uint64_t stop_ns, enum lease_state next)
+{
+    uint64_t token = l->token;
+    double held = (double)(stop_ns - l->leader_since_ns) / 1e9;
+
+    if (l->state != LS_LEADER)
+        return;
+    leadership_log(l, "lead-stop", token, stop_ns);
+    uv_timer_stop(&l->fence);
+    set_state(l, next, reason);
+    l->st->is_leader = false;
+    l->st->last_transition = time_wall();
+    l->st->transitions++;
+    status_set_str(&l->st->last_change_reason, reason);
+    status_record_transition(l->st, false, token, l->cfg->id, reason);
+    if (l->st->current_leader && strcmp(l->st->current_leader, l->cfg->id) == 0)
+        set_holder(l, NULL, NULL);
+    metrics_set(l->m.is_leader, NULL, 0);
+    metrics_add(l->m.transitions, NULL, 1);
+    metrics_add(l->m.losses, NULL, 1);
+    metrics_observe(l->m.duration, NULL, held > 0 ? held : 0);
+    metrics_set(l->m.last_transition, NULL, time_wall());
+    for (int i = 0; i < l->nsubs; i++)
+        if (l->subs[i].stopped)
+            l->subs[i].stopped(l->subs[i].ctx, l, reason);
+}
+
+int lease_check(struct lease *l)
+{
+    uint64_t now;
+
+    if (l->state != LS_LEADER)
+        return 0;
+    now = time_mono_ns();
+    if (now >= l->authority_until_ns) {
+        /* Authority ended at the deadline, not when we noticed. */
+        stop_leading(l, "renew deadline passed without a confirmed renewal", l->authority_until_ns,
+                     LS_FOLLOWER);
+        /* Best effort: drop the record if it is still ours so a successor
+         * need not wait for it to expire. */
+        if (l->store_up && !l->release_in_flight && l->backend->ops->release) {
+            l->release_in_flight = 1;
+            l->release_sent_ns = time_mono_ns();
+            l->backend->ops->release(l->backend, l->token);
+        }
+        schedule(l, jittered_retry(l));
+        return 0;
+    }
+    return 1;
+}
+
+static void on_fence(uv_timer_t *t)
+{
+    struct lease *l = container_of(t, struct lease, fence);
+
+    if (lease_check(l))
+        arm_fence(l); /* the deadline moved since the timer was set */
+}
+
+static void start_leading(struct lease *l, uint64_t token)
+{
+    uint64_t now = time_mono_ns();
+    int failover = l->st->current_leader && strcmp(l->st->current_leader, l->cfg->id) != 0;
+
+    l->token = token;
+    if (token > l->max_seen_token)
+        l->max_seen_token = token;
+    l->authority_until_ns = l->op_sent_ns + (uint64_t)l->cfg->renew_deadline_ms * 1000000u;
+    if (l->authority_until_ns <= now) {
+        /* The answer took longer than the renew deadline: too late to act. */
+        log_warn("lease", "acquired token %llu but the answer came after the renew deadline; not leading",
+                 (unsigned long long)token);
+        if (l->backend->ops->release && !l->release_in_flight) {
+            l->release_in_flight = 1;
+            l->release_sent_ns = now;
+            l->backend->ops->release(l->backend, token);
+        }
+        return;
+    }
+    l->leader_since_ns = now;
+    leadership_log(l, "lead-start", token, now);
+    set_state(l, LS_LEADER, "acquired the lease");
+    l->known = 1;
+    l->st->is_leader = true;
+    l->st->leader_since = time_wall();
+    l->st->last_transition = l->st->leader_since;
+    l->st->fencing_token = token;
+    l->st->transitions++;
+    status_set_str(&l->st->last_change_reason, failover ? "previous leader gone" : "acquired the lease");
+    set_holder(l, l->cfg->id, l->cfg->cluster_name);
+    status_record_transition(l->st, true, token, l->cfg->id, failover ? "failover" : "acquired");
+    metrics_set(l->m.is_leader, NULL, 1);
+    metrics_add(l->m.transitions, NULL, 1);
+    metrics_add(l->m.acquisitions, NULL, 1);
+    metrics_set(l->m.last_transition, NULL, time_wall());
+    metrics_set(l->m.fencing_token, NULL, (double)token);
+    if (failover) {
+        l->st->failover_count++;
+        metrics_add(l->m.failover, NULL, 1);
+        if (l->other_seen_ms)
+            metrics_observe(l->m.failover_duration, NULL, (double)(time_mono_ms() - l->other_seen_ms) / 1000.0);
+    }
+    arm_fence(l);
+    log_info("lease", "leading tenant %s with fencing token %llu", l->cfg->tenant, (unsigned long long)token);
+    for (int i = 0; i < l->nsubs; i++)
+        if (l->subs[i].started)
+            l->subs[i].started(l->subs[i].ctx, l, token);
+}
+
+static void send_op(struct lease *l, enum lease_op op)
+{
+    l->in_flight = 1;
+    l->op = op;
+    l->op_sent_ns = time_mono_ns();
+    switch (op) {
+    case LEASE_OP_ACQUIRE:
+        l->backend->ops->acquire(l->backend, l->max_seen_token);
+        break;
+    case LEASE_OP_RENEW:
+        l->backend->ops->renew(l->backend, l->token);
+        break;
+    case LEASE_OP_OBSERVE:
+        l->backend->ops->observe(l->backend);
+        break;
+    default:
+        l->in_flight = 0;
+        break;
+    }
+}
+
+static void on_tick(uv_timer_t *t)
+{
+    struct lease *l = container_of(t, struct lease, tick);
+    uint64_t now_ms = time_mono_ms();
+
+    if (l->stopping)
+        return;
+    if (l->state == LS_LEADER) {
+        if (!lease_check(l))
+            return;
+        if (!l->in_flight && l->store_up)
+            send_op(l, LEASE_OP_RENEW);
+        schedule(l, (uint64_t)l->cfg->retry_period_ms);
+        return;
+    }
+    if (!l->store_up || l->in_flight) {
+        schedule(l, jittered_retry(l));
+        return;
+    }
+    if (l->cfg->remains_follower || now_ms < l->hold_until_ms) {
+        send_op(l, LEASE_OP_OBSERVE);
+        if (!l->cfg->remains_follower && l->hold_until_ms - now_ms < (uint64_t)l->cfg->retry_period_ms)
+            schedule(l, l->hold_until_ms - now_ms);
+        else
+            schedule(l, jittered_retry(l));
+        return;
+    }
+    send_op(l, LEASE_OP_ACQUIRE);
+    schedule(l, jittered_retry(l));
+}
+
+static void count_db(struct lease *l, enum lease_op op, enum lease_result r, uint64_t sent_ns, const char *err)
+{
+    const char *lv[] = {op_names[op]};
+
+    metrics_add(l->m.db_ops, lv, 1);
+    metrics_observe(l->m.db_latency, lv, (double)(time_mono_ns() - sent_ns) / 1e9);
+    if (r == LEASE_ERROR) {
+        const char *ev[] = {op_names[op], err && strstr(err, "timed out") ? "timeout" : "store_error"};
+        metrics_add(l->m.db_errors, ev, 1);
+        l->st->store_failures++;
+        status_set_str(&l->st->store_last_error, err ? err : "error");
+    }
+}
+
+void lease_backend_result(struct lease *l, enum lease_op op, enum lease_result r, const struct lease_info *info)
+{
+    uint64_t now_ns = time_mono_ns();
+    uint64_t sent_ns = op == LEASE_OP_RELEASE ? l->release_sent_ns : l->op_sent_ns;
+
+    count_db(l, op, r, sent_ns, info ? info->error : NULL);
+    if (info && info->ttl_ms >= 0)
+        metrics_set(l->m.lock_ttl, NULL, (double)info->ttl_ms / 1000.0);
+    if (info && info->token > l->max_seen_token)
+        l->max_seen_token = info->token;
+
+    if (op == LEASE_OP_RELEASE) {
+        l->release_in_flight = 0;
+        if (r == LEASE_OK)
+            log_info("lease", "released the lease (token %llu)", (unsigned long long)l->token);
+        else if (r == LEASE_ERROR)
+            log_warn("lease", "release failed: %s", info && info->error ? info->error : "error");
+        if (l->stopping && l->state == LS_STEPPING_DOWN)
+            set_state(l, LS_STOPPED, "released");
+        return;
+    }
+    if (!l->in_flight || op != l->op)
+        return;
+    l->in_flight = 0;
+    if (l->stopping) {
+        /* An acquire that won while we were shutting down: give it back. */
+        if (op == LEASE_OP_ACQUIRE && r == LEASE_OK && info) {
+            l->release_in_flight = 1;
+            l->release_sent_ns = now_ns;
+            l->backend->ops->release(l->backend, info->token);
+        }
+        return;
+    }
+    switch (op) {
+    case LEASE_OP_ACQUIRE:
+        if (r == LEASE_OK && l->state == LS_FOLLOWER) {
+            start_leading(l, info->token);
+            if (l->state == LS_LEADER)
+                schedule(l, (uint64_t)l->cfg->retry_period_ms);
+            return;
+        }
+        metrics_add(l->m.failed_attempts, NULL, 1);
+        if (r == LEASE_HELD && info && info->holder) {
+            l->known = 1;
+            l->other_seen_ms = time_mono_ms();
+            set_holder(l, info->holder, info->holder_cluster);
+            /* Try again right when the record expires, if that is sooner. */
+            if (info->ttl_ms >= 0 && (uint64_t)info->ttl_ms + 2 < jittered_retry(l))
+                schedule(l, (uint64_t)info->ttl_ms + 2);
+        } else if (r == LEASE_ERROR) {
+            metrics_add(l->m.failover_errors, NULL, 1);
+        }
+        return;
+    case LEASE_OP_OBSERVE:
+        if (r == LEASE_OK) {
+            l->known = 1;
+            set_holder(l, info ? info->holder : NULL, info ? info->holder_cluster : NULL);
+            if (info && info->holder && strcmp(info->holder, l->cfg->id) != 0)
+                l->other_seen_ms = time_mono_ms();
+        }
+        return;
+    case LEASE_OP_RENEW:
+        if (l->state != LS_LEADER)
+            return;
+        if (r == LEASE_OK) {
+            uint64_t until = sent_ns + (uint64_t)l->cfg->renew_deadline_ms * 1000000u;
+            if (until > l->authority_until_ns && until > now_ns) {
+                l->authority_until_ns = until;
+                arm_fence(l);
+            }
+            lease_check(l);
+        } else if (r == LEASE_NOT_OURS) {
+            stop_leading(l, "lease lost: the record is gone or held by another", now_ns, LS_FOLLOWER);
+            schedule(l, 0);
+        } else {
+            log_warn("lease", "renew failed: %s (authority ends in %lld ms)",
+                     info && info->error ? info->error : "error",
+                     (long long)((int64_t)(l->authority_until_ns - now_ns) / 1000000));
+        }
+        return;
+    default:
+        return;
+    }
+}
+
+void lease_backend_store_state(struct lease *l, int connected, const char *reason)
+{
+    const char *lv[] = {l->cfg->cluster_name};
+
+    if (connected == l->store_up)
+        return;
+    l->store_up = connected;
+    l->st->store_connected = connected;
+    metrics_set(l->m.cluster_health, lv, connected ? 1 : 0);
+    if (!connected) {
+        log_warn("lease", "store unavailable: %s", reason ? reason : "unknown");
+        status_set_str(&l->st->store_last_error, reason);
+        l->st->store_failures++;
+        l->down_at_ms = time_mono_ms();
+        l->known = 0;
+        l->in_flight = 0;
+        return;
+    }
+    log_info("lease", "store connected");
+    if (l->store_was_up && l->down_at_ms) {
+        /* The store may have restarted empty or failed over while we were
+         * away; a leader elsewhere may still believe it leads.  Wait out
+         * one lease duration from when we lost contact before acquiring. */
+        uint64_t until = l->down_at_ms + (uint64_t)l->cfg->lease_duration_ms;
+        if (until > l->hold_until_ms)
+            l->hold_until_ms = until;
+    }
+    l->store_was_up = 1;
+    schedule(l, 0);
+}
+
+void lease_backend_released(struct lease *l)
+{
+    if (l->state == LS_FOLLOWER && !l->stopping && !l->cfg->remains_follower) {
+        log_debug("lease", "release announced; trying now");
+        if (l->in_flight)
+            return;
+        schedule(l, 0);
+    }
+}
+
+void lease_backend_hold_off(struct lease *l, const char *reason)
+{
+    uint64_t until = time_mono_ms() + (uint64_t)l->cfg->lease_duration_ms;
+
+    log_warn("lease", "not acquiring for %lld ms: %s", (long long)l->cfg->lease_duration_ms, reason);
+    if (until > l->hold_until_ms)
+        l->hold_until_ms = until;
+}
+
+void lease_backend_members(struct lease *l, unsigned clusters)
+{
+    l->member_clusters = clusters;
+}
+
+void lease_subscribe(struct lease *l, lease_started_cb started, lease_stopped_cb stopped, void *ctx)
+{
+    if (l->nsubs >= LEASE_MAX_SUBSCRIBERS)
+        abort();
+    l->subs[l->nsubs].started = started;
+    l->subs[l->nsubs].stopped = stopped;
+    l->subs[l->nsubs].ctx = ctx;
+    l->nsubs++;
+}
+
+static void register_metrics(struct lease *l, struct metrics *m)
+{
+    static const double dur_buckets[] = {1, 10, 60, 300, 1800, 3600, 21600, 86400};
+    static const double fo_buckets[] = {0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60};
+    static const double lat_buckets[] = {0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1};
+    static const char *const op[] = {"operation", NULL};
+    static const char *const op_err[] = {"operation", "error_type", NULL};
+    static const char *const cluster[] = {"cluster", NULL};
+    static const char *const from_to[] = {"from_cluster", "to_cluster", NULL};
+    struct lease_metrics *x = &l->m;
+
+    x->is_leader = metrics_register(m, METRIC_GAUGE, "k8_highlander_is_leader",
+                                    "1 when this replica is the leader.", NULL, NULL, 0);
+    x->transitions = metrics_register(m, METRIC_COUNTER, "k8_highlander_leadership_transitions_total",
+                                      "Changes of this replica's leadership state.", NULL, NULL, 0);
+    x->duration = metrics_register(m, METRIC_HISTOGRAM, "k8_highlander_leadership_duration_seconds",
+                                   "How long each leadership of this replica lasted.", NULL, dur_buckets,
+                                   ARRAY_SIZE(dur_buckets));
+    x->acquisitions = metrics_register(m, METRIC_COUNTER, "k8_highlander_leadership_acquisitions_total",
+                                       "Times this replica acquired the lease.", NULL, NULL, 0);
+    x->losses = metrics_register(m, METRIC_COUNTER, "k8_highlander_leadership_losses_total",
+                                 "Times this replica stopped leading.", NULL, NULL, 0);
+    x->failed_attempts = metrics_register(m, METRIC_COUNTER, "k8_highlander_leadership_failed_attempts_total",
+                                          "Acquire attempts that did not win the lease.", NULL, NULL, 0);
+    x->last_transition = metrics_register(m, METRIC_GAUGE, "k8_highlander_last_leader_transition_timestamp_seconds",
+                                          "Wall-clock time of this replica's last leadership change.", NULL, NULL, 0);
+    x->failover = metrics_register(m, METRIC_COUNTER, "k8_highlander_failover_total",
+                                   "Times this replica took over from another leader.", NULL, NULL, 0);
+    x->failover_duration = metrics_register(m, METRIC_HISTOGRAM, "k8_highlander_failover_duration_seconds",
+                                            "From the last sight of the previous leader to taking over.", NULL,
+                                            fo_buckets, ARRAY_SIZE(fo_buckets));
+    x->failover_errors = metrics_register(m, METRIC_COUNTER, "k8_highlander_failover_errors_total",
+                                          "Acquire attempts that failed with a store error.", NULL, NULL, 0);
+    x->db_ops = metrics_register(m, METRIC_COUNTER, "k8_highlander_db_operations_total",
+                                 "Lease store operations.", op, NULL, 0);
+    x->db_errors = metrics_register(m, METRIC_COUNTER, "k8_highlander_db_errors_total",
+                                    "Lease store operations that failed.", op_err, NULL, 0);
+    x->db_latency = metrics_register(m, METRIC_HISTOGRAM, "k8_highlander_db_latency_seconds",
+                                     "Latency of lease store operations.", op, lat_buckets, ARRAY_SIZE(lat_buckets));
+    x->lock_ttl = metrics_register(m, METRIC_GAUGE, "k8_highlander_db_lock_ttl_seconds",
+                                   "Remaining lifetime of the lease record when last seen.", NULL, NULL, 0);
+    x->cluster_health = metrics_register(m, METRIC_GAUGE, "k8_highlander_cluster_health",
+                                         "1 while this replica reaches its lease store.", cluster, NULL, 0);
+    x->cluster_transitions = metrics_register(m, METRIC_COUNTER, "k8_highlander_cluster_transitions_total",
+                                              "Leadership moves between clusters seen by this replica.", from_to,
+                                              NULL, 0);
+    x->fencing_token = metrics_register(m, METRIC_GAUGE, "k8_highlander_fencing_token",
+                                        "Fencing token of this replica's current or last leadership.", NULL, NULL, 0);
+    metrics_set(x->is_leader, NULL, 0);
+    metrics_set(x->fencing_token, NULL, 0);
+    metrics_add(x->transitions, NULL, 0);
+    metrics_add(x->acquisitions, NULL, 0);
+    metrics_add(x->losses, NULL, 0);
+    metrics_add(x->failed_attempts, NULL, 0);
+    metrics_add(x->failover, NULL, 0);
+    metrics_add(x->failover_errors, NULL, 0);
+}
+
+struct lease *lease_new(uv_loop_t *loop, const struct config *cfg, struct status *st, struct metrics *m,
+                        struct lease_backend *backend)
+{
+    struct lease *l = xcalloc(1, sizeof(*l));
+    const char *path = getenv("HIGHLANDER_LEADERSHIP_LOG");
+
+    l->loop = loop;
+    l->cfg = cfg;
+    l->st = st;
+    l->backend = backend;
+    backend->lease = l;
+    l->log_fd = -1;
+    if (path && *path) {
+        l->log_fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+        if (l->log_fd < 0)
+            log_warn("lease", "cannot open HIGHLANDER_LEADERSHIP_LOG %s: %s", path, strerror(errno));
+    }
+    register_metrics(l, m);
+    srand((unsigned)(time_mono_ns() ^ (uint64_t)getpid()));
+    return l;
+}
+
+void lease_free(struct lease *l)
+{
+    if (l == NULL)
+        return;
+    if (l->log_fd >= 0)
+        close(l->log_fd);
+    if (l->backend && l->backend->ops->free)
+        l->backend->ops->free(l->backend);
+    free(l);
+}
+
+/* ---- the module ---------------------------------------------------------- */
+
+static int lease_ready(void *ctx, const char **reason)
+{
+    struct lease *l = ctx;
+
+    if (!l->store_up) {
+        *reason = "lease store unavailable";
+        return 0;
+    }
+    if (!l->known) {
+        *reason = "leader not yet known";
+        return 0;
+    }
+    return 1;
+}
+
+static int lease_start(void *ctx, struct app *app)
+{
+    struct lease *l = ctx;
+    int rc;
+
+    l->app = app;
+    uv_timer_init(l->loop, &l->tick);
+    uv_timer_init(l->loop, &l->fence);
+    l->handles_open = 2;
+    rc = l->backend->ops->start(l->backend);
+    if (rc < 0)
+        return rc;
+    set_state(l, LS_FOLLOWER, l->cfg->remains_follower ? "start (remains follower)" : "start");
+    schedule(l, 0);
+    return 0;
+}
+
+static void timer_closed(uv_handle_t *h)
+{
+    struct lease *l = h->data;
+
+    if (--l->handles_open == 0)
+        app_module_stopped(l->app);
+}
+
+static void backend_closed(struct lease_backend *b)
+{
+    struct lease *l = b->lease;
+
+    l->tick.data = l;
+    l->fence.data = l;
+    uv_close((uv_handle_t *)&l->tick, timer_closed);
+    uv_close((uv_handle_t *)&l->fence, timer_closed);
+}
+
+static void lease_stop(void *ctx, struct app *app)
+{
+    struct lease *l = ctx;
+
+    l->stopping = 1;
+    uv_timer_stop(&l->tick);
+    if (l->state == LS_LEADER) {
+        uint64_t token = l->token;
+        /* Stop acting first, then give the lease back and announce it. */
+        stop_leading(l, "shutting down", time_mono_ns(), LS_STEPPING_DOWN);
+        if (l->store_up) {
+            l->release_in_flight = 1;
+            l->release_sent_ns = time_mono_ns();
+            l->backend->ops->release(l->backend, token);
+        }
+    }
+    if (!l->release_in_flight)
+        set_state(l, LS_STOPPED, "shutdown");
+    /* The backend finishes an in-flight release before it closes. */
+    l->backend->ops->close(l->backend, backend_closed);
+}
+
+const struct module lease_module_ops = {
+    .name = "lease",
+    .start = lease_start,
+    .stop = lease_stop,
+    .ready = lease_ready,
+};

@@ -1,0 +1,525 @@
+/*
+ * The Redis lease store.  Each step is one Lua script, so it is atomic:
+ *
+ *   acquire  SET the lock only if absent, with PX = leaseDuration, after
+ *            INCR of highlander-leader-epoch:<tenant> (raised above the
+ *            highest token the caller has seen, so a store restarted empty
+ *            still hands out larger tokens); when held, return the holder,
+ *            its token and the remaining PTTL.
+ *   renew    rewrite the lock with a fresh PX only if its "value" is our id
+ *            and its token is ours.
+ *   release  DEL only if ours, then PUBLISH on highlander-leader-events:<tenant>
+ *            so followers try at once.
+ *   observe  read the holder, token and PTTL.
+ *
+ * The lock's value is the JSON object the Go controller writes ("value",
+ * "clusterName", "createdAt", "updatedAt", "expiresAt", "ttl" in
+ * nanoseconds, "version") plus "fencingToken"; the Go controller's own
+ * scripts compare "value" and SET NX, so the two never both lead.
+ * Timestamps in the record are informational; expiry is Redis' PX.
+ *
+ * Two connections: one for commands, one subscribed to the events channel.
+ * Membership (for workloadHandover: auto): every retry period each replica
+ * writes "<cluster>|<expiry ms>" under its id in highlander-members:<tenant>;
+ * the script drops expired entries and returns the number of clusters.
+ */
+#include "highlander/lease.h"
+#include "highlander/log.h"
+#include "redis_conn.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static const char acquire_lua[] =
+    "local cur = redis.call('GET', KEYS[1])\n"
+    "if cur then\n"
+    "  local holder, tok, cl = cur, 0, ''\n"
+    "  local ok, d = pcall(cjson.decode, cur)\n"
+    "  if ok and type(d) == 'table' then\n"
+    "    holder = tostring(d.value); tok = tonumber(d.fencingToken) or 0; cl = tostring(d.clusterName or '')\n"
+    "  end\n"
+    "  return {0, holder, redis.call('PTTL', KEYS[1]), tostring(tok), cl}\n"
+    "end\n"
+    "local e = redis.call('INCR', KEYS[2])\n"
+    "local floor = tonumber(ARGV[7])\n"
+    "if e <= floor then e = floor + 1; redis.call('SET', KEYS[2], e) end\n"
+    "local v = string.format('{\"value\":%s,\"clusterName\":%s,\"createdAt\":\"%s\",\"updatedAt\":\"%s\","
+    "\"expiresAt\":\"%s\",\"ttl\":%s,\"version\":%d,\"fencingToken\":%d}',\n"
+    "  cjson.encode(ARGV[1]), cjson.encode(ARGV[2]), ARGV[4], ARGV[4], ARGV[5], ARGV[6], e, e)\n"
+    "redis.call('SET', KEYS[1], v, 'PX', ARGV[3])\n"
+    "return {1, ARGV[1], tonumber(ARGV[3]), tostring(e), ARGV[2]}\n";
+
+static const char renew_lua[] =
+    "local cur = redis.call('GET', KEYS[1])\n"
+    "if not cur then return -1 end\n"
+    "local ok, d = pcall(cjson.decode, cur)\n"
+    "if not ok or type(d) ~= 'table' or d.value ~= ARGV[1] or tostring(d.fencingToken) ~= ARGV[2] then\n"
+    "  return 0\n"
+    "end\n"
+    "local ver = (tonumber(d.version) or 0) + 1\n"
+    "local v = string.format('{\"value\":%s,\"clusterName\":%s,\"createdAt\":%s,\"updatedAt\":\"%s\","
+    "\"expiresAt\":\"%s\",\"ttl\":%s,\"version\":%d,\"fencingToken\":%s}',\n"
+    "  cjson.encode(d.value), cjson.encode(d.clusterName or ''), cjson.encode(d.createdAt or ARGV[4]),\n"
+    "  ARGV[4], ARGV[5], ARGV[6], ver, ARGV[2])\n"
+    "redis.call('SET', KEYS[1], v, 'PX', ARGV[3])\n"
+    "return 1\n";
+
+static const char release_lua[] =
+    "local cur = redis.call('GET', KEYS[1])\n"
+    "if not cur then return -1 end\n"
+    "local ok, d = pcall(cjson.decode, cur)\n"
+    "if not ok or type(d) ~= 'table' or d.value ~= ARGV[1] or tostring(d.fencingToken) ~= ARGV[2] then\n"
+    "  return 0\n"
+    "end\n"
+    "redis.call('DEL', KEYS[1])\n"
+    "redis.call('PUBLISH', ARGV[3], 'released ' .. ARGV[2])\n"
+    "return 1\n";
+
+static const char observe_lua[] =
+    "local cur = redis.call('GET', KEYS[1])\n"
+    "if not cur then return {0, '', -2, '0', ''} end\n"
+    "local holder, tok, cl = cur, 0, ''\n"
+    "local ok, d = pcall(cjson.decode, cur)\n"
+    "if ok and type(d) == 'table' then\n"
+    "  holder = tostring(d.value); tok = tonumber(d.fencingToken) or 0; cl = tostring(d.clusterName or '')\n"
+    "end\n"
+    "return {1, holder, redis.call('PTTL', KEYS[1]), tostring(tok), cl}\n";
+
+static const char members_lua[] =
+    "local t = redis.call('TIME')\n"
+    "local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)\n"
+    "redis.call('HSET', KEYS[1], ARGV[1], ARGV[2] .. '|' .. (now + tonumber(ARGV[3])))\n"
+    "local all = redis.call('HGETALL', KEYS[1])\n"
+    "local seen, n = {}, 0\n"
+    "for i = 1, #all, 2 do\n"
+    "  local v = all[i + 1]\n"
+    "  local sep = string.find(v, '|[^|]*$')\n"
+    "  local exp = sep and tonumber(string.sub(v, sep + 1)) or 0\n"
+    "  if exp < now then redis.call('HDEL', KEYS[1], all[i])\n"
+    "  else\n"
+    "    local c = string.sub(v, 1, sep - 1)\n"
+    "    if not seen[c] then seen[c] = true; n = n + 1 end\n"
+    "  end\n"
+    "end\n"
+    "redis.call('PEXPIRE', KEYS[1], tonumber(ARGV[3]) * 3)\n"
+    "return n\n";
+
+struct redis_backend {
+    struct lease_backend base;
+    uv_loop_t *loop;
+    const struct config *cfg;
+    struct redis_conn cmd;
+    struct redis_conn sub;
+    char key[300], epoch_key[300], channel[300], members_key[300];
+    char addr_host[256];
+    int addr_port;
+    int conns_open;
+    int closing;
+    int release_pending;
+    void (*close_cb)(struct lease_backend *b);
+    uint64_t last_members_ms;
+};
+
+static struct redis_backend *rb_of(struct lease_backend *b)
+{
+    return container_of(b, struct redis_backend, base);
+}
+
+static int split_host_port(const char *addr, char *host, size_t hostlen, int *port)
+{
+    const char *colon;
+
+    if (addr[0] == '[') {
+        const char *close = strchr(addr, ']');
+        if (close == NULL || close[1] != ':')
+            return -1;
+        snprintf(host, hostlen, "%.*s", (int)(close - addr - 1), addr + 1);
+        *port = atoi(close + 2);
+        return 0;
+    }
+    colon = strrchr(addr, ':');
+    if (colon == NULL)
+        return -1;
+    snprintf(host, hostlen, "%.*s", (int)(colon - addr), addr);
+    *port = atoi(colon + 1);
+    return 0;
+}
+
+static int target_direct(struct redis_conn *c, char *host, size_t hostlen, int *port)
+{
+    struct redis_backend *rb = c->data;
+
+    snprintf(host, hostlen, "%s", rb->addr_host);
+    *port = rb->addr_port;
+    return 0;
+}
+
+/* ---- replies ------------------------------------------------------------- */
+
+static const char *elem_str(const redisReply *r, size_t i, char *tmp, size_t tmplen)
+{
+    const redisReply *e;
+
+    if (r->type != REDIS_REPLY_ARRAY || i >= r->elements)
+        return NULL;
+    e = r->element[i];
+    if (e->type == REDIS_REPLY_STRING || e->type == REDIS_REPLY_STATUS)
+        return e->str;
+    if (e->type == REDIS_REPLY_INTEGER) {
+        snprintf(tmp, tmplen, "%lld", e->integer);
+        return tmp;
+    }
+    return NULL;
+}
+
+static long long elem_int(const redisReply *r, size_t i)
+{
+    const redisReply *e;
+
+    if (r->type != REDIS_REPLY_ARRAY || i >= r->elements)
+        return 0;
+    e = r->element[i];
+    if (e->type == REDIS_REPLY_INTEGER)
+        return e->integer;
+    if (e->type == REDIS_REPLY_STRING)
+        return strtoll(e->str, NULL, 10);
+    return 0;
+}
+
+static void report_error(struct redis_backend *rb, enum lease_op op, const char *err)
+{
+    struct lease_info info = {.ttl_ms = -1, .error = err};
+
+    lease_backend_result(rb->base.lease, op, LEASE_ERROR, &info);
+}
+
+/* Parses {flag, holder, pttl, token, cluster} and reports op's result. */
+static void holder_reply(struct redis_conn *c, redisReply *r, const char *err, void *arg, enum lease_op op)
+{
+    struct redis_backend *rb = c->data;
+    struct lease_info info = {.ttl_ms = -1};
+    char t1[32], t2[32], t3[32];
+    long long flag;
+
+    (void)arg;
+    if (err != NULL || r == NULL || r->type != REDIS_REPLY_ARRAY || r->elements < 5) {
+        report_error(rb, op, err ? err : "unexpected reply");
+        return;
+    }
+    flag = elem_int(r, 0);
+    info.holder = elem_str(r, 1, t1, sizeof(t1));
+    info.ttl_ms = elem_int(r, 2);
+    info.token = (uint64_t)strtoull(elem_str(r, 3, t2, sizeof(t2)) ? elem_str(r, 3, t2, sizeof(t2)) : "0", NULL, 10);
+    info.holder_cluster = elem_str(r, 4, t3, sizeof(t3));
+    if (op == LEASE_OP_OBSERVE) {
+        if (!flag) {
+            info.holder = NULL;
+            info.ttl_ms = -1;
+        }
+        lease_backend_result(rb->base.lease, op, LEASE_OK, &info);
+        return;
+    }
+    lease_backend_result(rb->base.lease, op, flag ? LEASE_OK : LEASE_HELD, &info);
+}
+
+static void acquire_reply(struct redis_conn *c, redisReply *r, const char *err, void *arg)
+{
+    holder_reply(c, r, err, arg, LEASE_OP_ACQUIRE);
+}
+
+static void observe_reply(struct redis_conn *c, redisReply *r, const char *err, void *arg)
+{
+    holder_reply(c, r, err, arg, LEASE_OP_OBSERVE);
+}
+
+static void renew_reply(struct redis_conn *c, redisReply *r, const char *err, void *arg)
+{
+    struct redis_backend *rb = c->data;
+    struct lease_info info = {.ttl_ms = -1};
+
+    (void)arg;
+    if (err != NULL || r == NULL || r->type != REDIS_REPLY_INTEGER) {
+        report_error(rb, LEASE_OP_RENEW, err ? err : "unexpected reply");
+        return;
+    }
+    if (r->integer == 1)
+        info.ttl_ms = rb->cfg->lease_duration_ms;
+    lease_backend_result(rb->base.lease, LEASE_OP_RENEW, r->integer == 1 ? LEASE_OK : LEASE_NOT_OURS, &info);
+}
+
+static void maybe_finish_close(struct redis_backend *rb);
+
+static void release_reply(struct redis_conn *c, redisReply *r, const char *err, void *arg)
+{
+    struct redis_backend *rb = c->data;
+    struct lease_info info = {.ttl_ms = -1};
+
+    (void)arg;
+    rb->release_pending = 0;
+    if (err != NULL || r == NULL || r->type != REDIS_REPLY_INTEGER)
+        report_error(rb, LEASE_OP_RELEASE, err ? err : "unexpected reply");
+    else
+        lease_backend_result(rb->base.lease, LEASE_OP_RELEASE, r->integer == 1 ? LEASE_OK : LEASE_NOT_OURS, &info);
+    if (rb->closing)
+        maybe_finish_close(rb);
+}
+
+static void members_reply(struct redis_conn *c, redisReply *r, const char *err, void *arg)
+{
+    struct redis_backend *rb = c->data;
+
+    (void)arg;
+    if (err == NULL && r != NULL && r->type == REDIS_REPLY_INTEGER)
+        lease_backend_members(rb->base.lease, (unsigned)r->integer);
+}
+
+/* ---- commands ------------------------------------------------------------ */
+
+static void record_times(const struct redis_backend *rb, char *now_iso, char *exp_iso, char *ttl_ms, char *ttl_ns)
+{
+    double now = time_wall();
+
+    time_format_rfc3339(now, now_iso, 40);
+    time_format_rfc3339(now + (double)rb->cfg->lease_duration_ms / 1000.0, exp_iso, 40);
+    snprintf(ttl_ms, 24, "%lld", (long long)rb->cfg->lease_duration_ms);
+    snprintf(ttl_ns, 32, "%lld", (long long)rb->cfg->lease_duration_ms * 1000000LL);
+}
+
+static void send_members(struct redis_backend *rb)
+{
+    uint64_t now = time_mono_ms();
+    char ttl[24];
+    const char *argv[6];
+
+    if (now - rb->last_members_ms < (uint64_t)rb->cfg->retry_period_ms)
+        return;
+    rb->last_members_ms = now;
+    /* A member counts as live for three retry periods. */
+    snprintf(ttl, sizeof(ttl), "%lld", (long long)rb->cfg->retry_period_ms * 3);
+    argv[0] = "EVAL";
+    argv[1] = members_lua;
+    argv[2] = "1";
+    argv[3] = rb->members_key;
+    argv[4] = rb->cfg->id;
+    argv[5] = rb->cfg->cluster_name;
+    {
+        const char *full[7] = {argv[0], argv[1], argv[2], argv[3], argv[4], argv[5], ttl};
+        redis_conn_command(&rb->cmd, members_reply, NULL, 7, full, NULL);
+    }
+}
+
+static void rb_acquire(struct lease_backend *b, uint64_t min_token)
+{
+    struct redis_backend *rb = rb_of(b);
+    char now_iso[40], exp_iso[40], ttl_ms[24], ttl_ns[32], floor[24];
+    const char *argv[12];
+
+    record_times(rb, now_iso, exp_iso, ttl_ms, ttl_ns);
+    snprintf(floor, sizeof(floor), "%llu", (unsigned long long)min_token);
+    argv[0] = "EVAL";
+    argv[1] = acquire_lua;
+    argv[2] = "2";
+    argv[3] = rb->key;
+    argv[4] = rb->epoch_key;
+    argv[5] = rb->cfg->id;
+    argv[6] = rb->cfg->cluster_name;
+    argv[7] = ttl_ms;
+    argv[8] = now_iso;
+    argv[9] = exp_iso;
+    argv[10] = ttl_ns;
+    argv[11] = floor;
+    if (redis_conn_command(&rb->cmd, acquire_reply, NULL, 12, argv, NULL) != 0)
+        report_error(rb, LEASE_OP_ACQUIRE, "not connected");
+    else
+        send_members(rb);
+}
+
+static void rb_renew(struct lease_backend *b, uint64_t token)
+{
+    struct redis_backend *rb = rb_of(b);
+    char now_iso[40], exp_iso[40], ttl_ms[24], ttl_ns[32], tok[24];
+    const char *argv[10];
+
+    record_times(rb, now_iso, exp_iso, ttl_ms, ttl_ns);
+    snprintf(tok, sizeof(tok), "%llu", (unsigned long long)token);
+    argv[0] = "EVAL";
+    argv[1] = renew_lua;
+    argv[2] = "1";
+    argv[3] = rb->key;
+    argv[4] = rb->cfg->id;
+    argv[5] = tok;
+    argv[6] = ttl_ms;
+    argv[7] = now_iso;
+    argv[8] = exp_iso;
+    argv[9] = ttl_ns;
+    if (redis_conn_command(&rb->cmd, renew_reply, NULL, 10, argv, NULL) != 0)
+        report_error(rb, LEASE_OP_RENEW, "not connected");
+    else
+        send_members(rb);
+}
+
+static void rb_release(struct lease_backend *b, uint64_t token)
+{
+    struct redis_backend *rb = rb_of(b);
+    char tok[24];
+    const char *argv[7];
+
+    snprintf(tok, sizeof(tok), "%llu", (unsigned long long)token);
+    argv[0] = "EVAL";
+    argv[1] = release_lua;
+    argv[2] = "1";
+    argv[3] = rb->key;
+    argv[4] = rb->cfg->id;
+    argv[5] = tok;
+    argv[6] = rb->channel;
+    rb->release_pending = 1;
+    if (redis_conn_command(&rb->cmd, release_reply, NULL, 7, argv, NULL) != 0) {
+        rb->release_pending = 0;
+        report_error(rb, LEASE_OP_RELEASE, "not connected");
+    }
+}
+
+static void rb_observe(struct lease_backend *b)
+{
+    struct redis_backend *rb = rb_of(b);
+    const char *argv[4] = {"EVAL", observe_lua, "1", rb->key};
+
+    if (redis_conn_command(&rb->cmd, observe_reply, NULL, 4, argv, NULL) != 0)
+        report_error(rb, LEASE_OP_OBSERVE, "not connected");
+    else
+        send_members(rb);
+}
+
+/* ---- connections --------------------------------------------------------- */
+
+static void cmd_state(struct redis_conn *c, int up, const char *reason)
+{
+    struct redis_backend *rb = c->data;
+
+    if (rb->closing)
+        return;
+    if (up)
+        log_info("redis", "connected to %s:%d", c->host, c->port);
+    else
+        log_warn("redis", "connection to %s:%d lost: %s", c->host, c->port, reason);
+    lease_backend_store_state(rb->base.lease, up, reason);
+}
+
+static void sub_push(struct redis_conn *c, redisReply *r, const char *err, void *arg)
+{
+    struct redis_backend *rb = arg;
+
+    (void)c;
+    (void)err;
+    /* ["message", channel, payload] */
+    if (r->type == REDIS_REPLY_ARRAY && r->elements == 3 && r->element[0]->type == REDIS_REPLY_STRING &&
+        strcmp(r->element[0]->str, "message") == 0)
+        lease_backend_released(rb->base.lease);
+}
+
+static void sub_state(struct redis_conn *c, int up, const char *reason)
+{
+    struct redis_backend *rb = c->data;
+
+    (void)reason;
+    if (up && !rb->closing && redis_conn_subscribe(c, rb->channel) != 0)
+        redis_conn_reset(c, "subscribe failed");
+}
+
+static int rb_start(struct lease_backend *b)
+{
+    struct redis_backend *rb = rb_of(b);
+    char masked[300];
+
+    if (split_host_port(rb->cfg->redis_addr, rb->addr_host, sizeof(rb->addr_host), &rb->addr_port) != 0) {
+        log_error("redis", "redis.addr %s is not host:port", rb->cfg->redis_addr);
+        return -1;
+    }
+    snprintf(masked, sizeof(masked), "%s/%d%s", rb->cfg->redis_addr, rb->cfg->redis_db,
+             rb->cfg->redis_password ? " (password set)" : "");
+    log_info("redis", "lease store redis://%s key %s", masked, rb->key);
+    redis_conn_start(&rb->cmd);
+    redis_conn_start(&rb->sub);
+    rb->conns_open = 2;
+    return 0;
+}
+
+static void conn_closed(struct redis_conn *c)
+{
+    struct redis_backend *rb = c->data;
+
+    if (--rb->conns_open == 0 && rb->close_cb)
+        rb->close_cb(&rb->base);
+}
+
+static void maybe_finish_close(struct redis_backend *rb)
+{
+    if (rb->release_pending)
+        return; /* wait for the release to be answered (or time out) */
+    if (rb->cmd.state != RC_CLOSING && rb->cmd.state != RC_CLOSED)
+        redis_conn_close(&rb->cmd, conn_closed);
+    if (rb->sub.state != RC_CLOSING && rb->sub.state != RC_CLOSED)
+        redis_conn_close(&rb->sub, conn_closed);
+}
+
+static void rb_close(struct lease_backend *b, void (*cb)(struct lease_backend *b))
+{
+    struct redis_backend *rb = rb_of(b);
+
+    rb->closing = 1;
+    rb->close_cb = cb;
+    if (rb->conns_open == 0) {
+        if (cb)
+            cb(b);
+        return;
+    }
+    maybe_finish_close(rb);
+}
+
+static void rb_free(struct lease_backend *b)
+{
+    free(rb_of(b));
+}
+
+static const struct lease_backend_ops redis_ops = {
+    .name = "redis",
+    .start = rb_start,
+    .acquire = rb_acquire,
+    .renew = rb_renew,
+    .release = rb_release,
+    .observe = rb_observe,
+    .close = rb_close,
+    .free = rb_free,
+};
+
+struct lease_backend *lease_redis_new(uv_loop_t *loop, const struct config *cfg)
+{
+    struct redis_backend *rb = xcalloc(1, sizeof(*rb));
+    /* Commands must answer well within the renew deadline. */
+    uint64_t timeout = (uint64_t)cfg->renew_deadline_ms / 2;
+
+    if (timeout < 1000)
+        timeout = 1000;
+    rb->base.ops = &redis_ops;
+    rb->loop = loop;
+    rb->cfg = cfg;
+    snprintf(rb->key, sizeof(rb->key), "highlander-leader-lock:%s", cfg->tenant);
+    snprintf(rb->epoch_key, sizeof(rb->epoch_key), "highlander-leader-epoch:%s", cfg->tenant);
+    snprintf(rb->channel, sizeof(rb->channel), "highlander-leader-events:%s", cfg->tenant);
+    snprintf(rb->members_key, sizeof(rb->members_key), "highlander-members:%s", cfg->tenant);
+    redis_conn_init(&rb->cmd, loop, "command", timeout);
+    redis_conn_init(&rb->sub, loop, "subscriber", timeout);
+    rb->cmd.data = rb;
+    rb->sub.data = rb;
+    rb->cmd.target = target_direct;
+    rb->sub.target = target_direct;
+    rb->cmd.on_state = cmd_state;
+    rb->sub.on_state = sub_state;
+    rb->sub.on_push = sub_push;
+    rb->sub.subscriber = 1;
+    rb->cmd.username = rb->sub.username = cfg->redis_username;
+    rb->cmd.password = rb->sub.password = cfg->redis_password;
+    rb->cmd.db = rb->sub.db = cfg->redis_db;
+    return &rb->base;
+}
