@@ -236,6 +236,7 @@ static void start_leading(struct lease *l, uint64_t token)
     }
     l->leader_since_ns = now;
     leadership_log(l, "lead-start", token, now);
+    leadership_log(l, "lead-until", token, l->authority_until_ns);
     set_state(l, LS_LEADER, "acquired the lease");
     l->known = 1;
     l->st->is_leader = true;
@@ -398,6 +399,7 @@ void lease_backend_result(struct lease *l, enum lease_op op, enum lease_result r
             uint64_t until = sent_ns + (uint64_t)l->cfg->renew_deadline_ms * 1000000u;
             if (until > l->authority_until_ns && until > now_ns) {
                 l->authority_until_ns = until;
+                leadership_log(l, "lead-until", l->token, until);
                 arm_fence(l);
             }
             lease_check(l);

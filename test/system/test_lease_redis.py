@@ -1,0 +1,206 @@
+"""Leader election on a real redis-server: exactly one leader, failover,
+handover, self-fencing, store outages and tenants.  Every test ends with
+the overlap checker on the replicas' leadership logs."""
+import json
+import signal
+import time
+
+import pytest
+
+from lease_helpers import (LEASE_S, RENEW_DEADLINE_S, Cluster, RedisServer, check_no_overlap, mono_ns,
+                           read_intervals)
+
+
+@pytest.fixture
+def redis():
+    r = RedisServer()
+    yield r
+    r.stop()
+
+
+def test_exactly_one_leader(controller_factory, redis):
+    cl = Cluster(controller_factory, redis, n=3)
+    leader = cl.wait_one_leader()
+    time.sleep(2.5)  # several renewals
+    assert cl.leaders() == [leader]
+    status, doc = leader.get_json("/status")
+    d = doc["data"]
+    assert d["fencingToken"] >= 1 and d["currentLeader"] == leader.rid and d["dbConnected"]
+    for c in cl.replicas:
+        if c is not leader:
+            s = c.get_json("/status")[1]["data"]
+            assert s["currentLeader"] == leader.rid and s["isLeader"] is False
+            assert c.get("/readyz")[0] == 200
+    raw = json.loads(redis.cmd("GET", "highlander-leader-lock:default"))
+    assert raw["value"] == leader.rid
+    assert raw["ttl"] == 2_000_000_000
+    assert set(raw) >= {"value", "clusterName", "createdAt", "updatedAt", "expiresAt", "ttl", "version",
+                        "fencingToken"}
+    text = leader.get("/metrics")[2].decode()
+    assert "k8_highlander_is_leader 1" in text
+    assert "k8_highlander_fencing_token %d" % d["fencingToken"] in text
+    assert 'k8_highlander_db_operations_total{operation="renew"}' in text
+    cl.check()
+
+
+def test_kill9_failover_within_lease(controller_factory, redis):
+    cl = Cluster(controller_factory, redis, n=3)
+    leader = cl.wait_one_leader()
+    time.sleep(1.0)
+    leader.proc.kill()
+    killed_at = mono_ns()
+    pttl_ms = int(redis.cmd("PTTL", "highlander-leader-lock:default"))
+    expiry_ns = killed_at + pttl_ms * 1_000_000
+    last_renewal_ns = expiry_ns - int(LEASE_S * 1e9)
+    others = [c for c in cl.replicas if c is not leader]
+    new = cl.wait_one_leader(timeout=LEASE_S + 3, among=others)
+    iv = cl.check()
+    start_ns = iv[-1][1]
+    assert iv[-1][0] > iv[-2][0]
+    took = (start_ns - last_renewal_ns) / 1e9
+    assert took <= LEASE_S + 0.5, "new leader after %.3f s from the last renewal" % took
+    assert new.get_json("/status")[1]["data"]["lastLeader"] == leader.rid
+
+
+def test_sigterm_handover_fast(controller_factory, redis):
+    cl = Cluster(controller_factory, redis, n=3)
+    leader = cl.wait_one_leader()
+    time.sleep(0.5)
+    assert leader.terminate() == 0
+    others = [c for c in cl.replicas if c is not leader]
+    cl.wait_one_leader(timeout=3, among=others)
+    iv = cl.check()
+    gap = (iv[-1][1] - iv[-2][2]) / 1e9
+    assert gap <= 0.3, "handover took %.3f s" % gap
+    assert redis.cmd("EXISTS", "highlander-leader-lock:default") == "1"
+    assert "released the lease" in leader.log()
+
+
+def test_sigstop_beyond_lease(controller_factory, redis):
+    cl = Cluster(controller_factory, redis, n=3)
+    leader = cl.wait_one_leader()
+    leader.proc.send_signal(signal.SIGSTOP)
+    others = [c for c in cl.replicas if c is not leader]
+    cl.wait_one_leader(timeout=LEASE_S + 3, among=others)
+    time.sleep(0.5)
+    leader.proc.send_signal(signal.SIGCONT)
+    time.sleep(1.0)
+    s = leader.get_json("/status")[1]["data"]
+    assert s["isLeader"] is False
+    assert len(cl.leaders()) == 1
+    cl.check()
+    assert "renew deadline passed" in leader.log()
+
+
+def test_redis_outage_self_fences_then_resumes(controller_factory, redis):
+    cl = Cluster(controller_factory, redis, n=2)
+    leader = cl.wait_one_leader()
+    time.sleep(0.5)
+    redis.kill()
+    killed = mono_ns()
+    deadline = time.time() + RENEW_DEADLINE_S + 2
+    while time.time() < deadline and cl.leaders():
+        time.sleep(0.05)
+    assert cl.leaders() == []
+    iv = read_intervals(cl.log_path)
+    assert iv[-1][2] is not None
+    # Authority ended no later than renewDeadline after the last renewal,
+    # which was before the kill.
+    assert iv[-1][2] <= killed + int(RENEW_DEADLINE_S * 1e9)
+    for c in cl.replicas:
+        assert c.get("/readyz")[0] == 503
+        assert c.get_json("/status")[1]["data"]["dbConnected"] is False
+    redis.start()  # same port, empty
+    cl.wait_one_leader(timeout=LEASE_S + 8)
+    iv = cl.check()
+    assert iv[-1][0] > iv[-2][0]
+
+
+def test_redis_restarted_empty_higher_token(controller_factory, redis):
+    cl = Cluster(controller_factory, redis, n=3)
+    leader = cl.wait_one_leader()
+    token = leader.get_json("/status")[1]["data"]["fencingToken"]
+    redis.kill()
+    redis.start()
+    # The old leader loses the lease at its next renewal (the record is
+    # gone); everyone waits one lease after losing contact, then one wins.
+    deadline = time.time() + LEASE_S + 8
+    new_token = 0
+    while time.time() < deadline:
+        ls = cl.leaders()
+        if len(ls) == 1:
+            new_token = ls[0].get_json("/status")[1]["data"]["fencingToken"]
+            if new_token > token:
+                break
+        time.sleep(0.05)
+    assert new_token > token
+    time.sleep(1.0)
+    assert len(cl.leaders()) == 1
+    cl.check()
+
+
+def test_two_tenants(controller_factory, redis):
+    a = Cluster(controller_factory, redis, n=2, tenant="alpha")
+    b = Cluster(controller_factory, redis, n=2, tenant="beta")
+    la = a.wait_one_leader()
+    lb = b.wait_one_leader()
+    time.sleep(1.0)
+    assert a.leaders() == [la] and b.leaders() == [lb]
+    assert json.loads(redis.cmd("GET", "highlander-leader-lock:alpha"))["value"] == la.rid
+    assert json.loads(redis.cmd("GET", "highlander-leader-lock:beta"))["value"] == lb.rid
+    a.check()
+    b.check()
+
+
+def test_remains_follower_never_leads(controller_factory, redis):
+    cl = Cluster(controller_factory, redis, n=1, extra_env={"HIGHLANDER_REMAINS_FOLLOWER": "true"})
+    time.sleep(1.5)
+    assert cl.leaders() == []
+    assert cl.replicas[0].get("/readyz")[0] == 200  # knows nobody leads
+    cl.add("leader-x", {"HIGHLANDER_REMAINS_FOLLOWER": "false"})
+    leader = cl.wait_one_leader()
+    assert leader.rid == "leader-x"
+    time.sleep(1.0)
+    assert cl.replicas[0].get_json("/status")[1]["data"]["currentLeader"] == "leader-x"
+
+
+def test_go_controller_lock_is_respected(controller_factory, redis):
+    """A lock written the Go controller's way (no fencingToken) is honoured."""
+    go_lock = json.dumps({"value": "go-replica", "clusterName": "default", "createdAt": "2026-01-01T00:00:00Z",
+                          "updatedAt": "2026-01-01T00:00:00Z", "expiresAt": "2026-01-01T00:00:03Z",
+                          "ttl": 3000000000, "version": 1})
+    redis.cmd("SET", "highlander-leader-lock:default", go_lock, "PX", "3000")
+    cl = Cluster(controller_factory, redis, n=1)
+    time.sleep(1.0)
+    assert cl.leaders() == []
+    assert cl.replicas[0].get_json("/status")[1]["data"]["currentLeader"] == "go-replica"
+    cl.wait_one_leader(timeout=5)  # after the Go lock expires
+
+
+def test_dbinfo_masks_password(controller_factory):
+    r = RedisServer(extra=["--requirepass", "s3cr3t-pw"])
+    try:
+        c = controller_factory(env={"HIGHLANDER_REDIS_ADDR": "redis://:s3cr3t-pw@127.0.0.1:%d/0" % r.port})
+        deadline = time.time() + 5
+        while time.time() < deadline and not c.get_json("/status")[1]["data"]["isLeader"]:
+            time.sleep(0.05)
+        status, doc = c.get_json("/api/dbinfo")
+        assert doc["data"]["connected"] is True
+        assert doc["data"]["type"] == "redis"
+        text = json.dumps(doc) + c.log() + c.get("/debug/status")[2].decode()
+        assert "s3cr3t-pw" not in text
+    finally:
+        r.stop()
+
+
+def test_wrong_password_is_reported(controller_factory):
+    r = RedisServer(extra=["--requirepass", "right"])
+    try:
+        c = controller_factory(env={"HIGHLANDER_REDIS_ADDR": "127.0.0.1:%d" % r.port,
+                                    "HIGHLANDER_REDIS_PASSWORD": "wrong-secret"})
+        time.sleep(1.0)
+        assert c.get("/readyz")[0] == 503
+        assert b"not ready - lease store unavailable" in c.get("/readyz")[2]
+        assert "wrong-secret" not in c.log()
+    finally:
+        r.stop()
