@@ -1,0 +1,297 @@
+/*
+ * The Redis lease: the Lua scripts checked one by one with a synchronous
+ * client, then the state machine driven on a loop against the same real
+ * redis-server with short timings.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+#include <string.h>
+
+#include "../../src/lease_redis.c"
+#include "redis_fixture.h"
+
+static struct redis_fixture server;
+
+static int setup(void **state)
+{
+    (void)state;
+    return redis_fixture_start(&server);
+}
+
+static int teardown(void **state)
+{
+    (void)state;
+    redis_fixture_stop(&server);
+    return 0;
+}
+
+static redisContext *sync_client(void)
+{
+    redisContext *c = redisConnect("127.0.0.1", server.port);
+    assert_non_null(c);
+    assert_int_equal(c->err, 0);
+    freeReplyObject(redisCommand(c, "FLUSHALL"));
+    return c;
+}
+
+static redisReply *eval(redisContext *c, const char *script, int nkeys, const char *const *args, int nargs)
+{
+    const char *argv[16];
+    char n[8];
+    int argc = 0;
+
+    snprintf(n, sizeof(n), "%d", nkeys);
+    argv[argc++] = "EVAL";
+    argv[argc++] = script;
+    argv[argc++] = n;
+    for (int i = 0; i < nargs; i++)
+        argv[argc++] = args[i];
+    return redisCommandArgv(c, argc, argv, NULL);
+}
+
+static const char *const K[] = {"highlander-leader-lock:t", "highlander-leader-epoch:t"};
+
+static redisReply *acquire(redisContext *c, const char *id, const char *floor)
+{
+    const char *a[] = {K[0], K[1], id, "c1", "5000", "2026-01-01T00:00:00.000Z", "2026-01-01T00:00:05.000Z",
+                       "5000000000", floor};
+    return eval(c, acquire_lua, 2, a, 9);
+}
+
+static long long renew(redisContext *c, const char *id, const char *token)
+{
+    const char *a[] = {K[0], id, token, "5000", "2026-01-01T00:00:01.000Z", "2026-01-01T00:00:06.000Z",
+                       "5000000000"};
+    redisReply *r = eval(c, renew_lua, 1, a, 7);
+    long long v;
+    assert_int_equal(r->type, REDIS_REPLY_INTEGER);
+    v = r->integer;
+    freeReplyObject(r);
+    return v;
+}
+
+static long long release(redisContext *c, const char *id, const char *token)
+{
+    const char *a[] = {K[0], id, token, "highlander-leader-events:t"};
+    redisReply *r = eval(c, release_lua, 1, a, 4);
+    long long v;
+    assert_int_equal(r->type, REDIS_REPLY_INTEGER);
+    v = r->integer;
+    freeReplyObject(r);
+    return v;
+}
+
+static void test_scripts(void **state)
+{
+    redisContext *c = sync_client();
+    redisContext *sub = sync_client();
+    redisReply *r;
+    (void)state;
+
+    /* acquire on an empty store: token 1 */
+    r = acquire(c, "a", "0");
+    assert_int_equal(r->type, REDIS_REPLY_ARRAY);
+    assert_int_equal(r->element[0]->integer, 1);
+    assert_string_equal(r->element[3]->str, "1");
+    freeReplyObject(r);
+    r = redisCommand(c, "GET %s", K[0]);
+    assert_non_null(strstr(r->str, "\"value\":\"a\""));
+    assert_non_null(strstr(r->str, "\"ttl\":5000000000"));
+    assert_non_null(strstr(r->str, "\"fencingToken\":1"));
+    assert_non_null(strstr(r->str, "\"clusterName\":\"c1\""));
+    freeReplyObject(r);
+    /* held: holder, ttl and token come back */
+    r = acquire(c, "b", "0");
+    assert_int_equal(r->element[0]->integer, 0);
+    assert_string_equal(r->element[1]->str, "a");
+    assert_true(r->element[2]->integer > 4000 && r->element[2]->integer <= 5000);
+    assert_string_equal(r->element[3]->str, "1");
+    freeReplyObject(r);
+    /* renew: only the holder with its token */
+    assert_int_equal(renew(c, "b", "1"), 0);
+    assert_int_equal(renew(c, "a", "2"), 0);
+    assert_int_equal(renew(c, "a", "1"), 1);
+    r = redisCommand(c, "GET %s", K[0]);
+    assert_non_null(strstr(r->str, "\"createdAt\":\"2026-01-01T00:00:00.000Z\""));
+    assert_non_null(strstr(r->str, "\"updatedAt\":\"2026-01-01T00:00:01.000Z\""));
+    freeReplyObject(r);
+    /* release: compare-and-delete, then an announcement */
+    freeReplyObject(redisCommand(sub, "SUBSCRIBE highlander-leader-events:t"));
+    assert_int_equal(release(c, "b", "1"), 0);
+    assert_int_equal(release(c, "a", "1"), 1);
+    assert_int_equal(release(c, "a", "1"), -1);
+    assert_int_equal(redisGetReply(sub, (void **)&r), REDIS_OK);
+    assert_string_equal(r->element[2]->str, "released 1");
+    freeReplyObject(r);
+    /* next acquisition: a larger token; a floor lifts it further */
+    r = acquire(c, "b", "0");
+    assert_string_equal(r->element[3]->str, "2");
+    freeReplyObject(r);
+    assert_int_equal(release(c, "b", "2"), 1);
+    freeReplyObject(redisCommand(c, "DEL %s", K[1])); /* an empty store */
+    r = acquire(c, "c", "41");
+    assert_string_equal(r->element[3]->str, "42");
+    freeReplyObject(r);
+    /* a Go controller's lock (no token) and a legacy plain value are held */
+    freeReplyObject(redisCommand(c, "SET %s %s PX 5000", K[0], "{\"value\":\"go\",\"version\":7}"));
+    r = acquire(c, "d", "0");
+    assert_int_equal(r->element[0]->integer, 0);
+    assert_string_equal(r->element[1]->str, "go");
+    freeReplyObject(r);
+    assert_int_equal(renew(c, "go", "0"), 0);
+    freeReplyObject(redisCommand(c, "SET %s %s PX 5000", K[0], "legacy-plain"));
+    r = acquire(c, "d", "0");
+    assert_string_equal(r->element[1]->str, "legacy-plain");
+    freeReplyObject(r);
+    assert_int_equal(renew(c, "d", "1"), 0);
+    assert_int_equal(release(c, "d", "1"), 0);
+    redisFree(sub);
+    redisFree(c);
+}
+
+/* ---- the state machine on a loop ---------------------------------------- */
+
+struct world {
+    uv_loop_t loop;
+    struct config cfg[2];
+    struct status st[2];
+    struct metrics *m[2];
+    struct lease *l[2];
+    struct app *app;
+    uv_timer_t step;
+    int phase;
+    uint64_t token1, token2;
+    int started[2], stopped[2];
+    redisContext *admin;
+};
+
+static void on_started(void *ctx, struct lease *l, uint64_t token)
+{
+    int *n = ctx;
+    (void)l;
+    (void)token;
+    (*n)++;
+}
+
+static void on_stopped(void *ctx, struct lease *l, const char *reason)
+{
+    int *n = ctx;
+    (void)l;
+    (void)reason;
+    (*n)++;
+}
+
+static int leader_index(struct world *w)
+{
+    int a = lease_check(w->l[0]), b = lease_check(w->l[1]);
+    assert_false(a && b);
+    return a ? 0 : b ? 1 : -1;
+}
+
+static void on_step(uv_timer_t *t)
+{
+    struct world *w = container_of(t, struct world, step);
+    int li = leader_index(w);
+
+    switch (w->phase++) {
+    case 0: /* one leader */
+        assert_true(li >= 0);
+        w->token1 = lease_token(w->l[li]);
+        assert_true(w->token1 >= 1);
+        assert_int_equal(w->st[li].is_leader, 1);
+        assert_string_equal(w->st[1 - li].current_leader, w->cfg[li].id);
+        /* The record vanishes (store restarted empty): the leader must
+         * notice at its next renewal and stop. */
+        freeReplyObject(redisCommand(w->admin, "DEL highlander-leader-lock:u"));
+        uv_timer_start(t, on_step, 600, 0);
+        break;
+    case 1:
+        /* Someone leads again with a larger token (possibly the same one). */
+        assert_true(li >= 0);
+        w->token2 = lease_token(w->l[li]);
+        assert_true(w->token2 > w->token1);
+        /* Freeze the store: renewals time out, the leader self-fences
+         * renewDeadline after its last confirmed renewal. */
+        kill(server.pid, SIGSTOP);
+        uv_timer_start(t, on_step, 1500, 0);
+        break;
+    case 2:
+        assert_int_equal(li, -1);
+        kill(server.pid, SIGCONT);
+        uv_timer_start(t, on_step, 2500, 0);
+        break;
+    case 3:
+        assert_true(li >= 0);
+        assert_true(lease_token(w->l[li]) > w->token2);
+        app_shutdown(w->app, "test done");
+        uv_close((uv_handle_t *)t, NULL);
+        break;
+    }
+}
+
+static void make_cfg(struct config *c, const char *id)
+{
+    memset(c, 0, sizeof(*c));
+    c->id = (char *)id;
+    c->tenant = (char *)"u";
+    c->cluster_name = (char *)"c1";
+    c->redis_addr = (char *)"localhost"; /* resolved through uv_getaddrinfo */
+    c->lease_duration_ms = 1000;
+    c->renew_deadline_ms = 600;
+    c->retry_period_ms = 150;
+}
+
+static void test_state_machine(void **state)
+{
+    static struct world w;
+    char addr[32];
+    struct module m;
+    (void)state;
+
+    memset(&w, 0, sizeof(w));
+    w.admin = sync_client();
+    uv_loop_init(&w.loop);
+    snprintf(addr, sizeof(addr), "localhost:%d", server.port);
+    w.app = app_new(&w.loop, 5000);
+    for (int i = 0; i < 2; i++) {
+        make_cfg(&w.cfg[i], i ? "u2" : "u1");
+        w.cfg[i].redis_addr = addr;
+        status_init(&w.st[i], &w.cfg[i]);
+        w.m[i] = metrics_new();
+        w.l[i] = lease_new(&w.loop, &w.cfg[i], &w.st[i], w.m[i], lease_redis_new(&w.loop, &w.cfg[i]));
+        lease_subscribe(w.l[i], on_started, on_stopped, &w.started[i]);
+        m = lease_module_ops;
+        m.ctx = w.l[i];
+        app_add_module(w.app, &m);
+    }
+    (void)w.stopped;
+    uv_timer_init(&w.loop, &w.step);
+    uv_timer_start(&w.step, on_step, 500, 0);
+    assert_int_equal(app_run(w.app), 0); /* every handle closed */
+    assert_int_equal(w.phase, 4);
+    assert_true(w.started[0] + w.started[1] >= 3);
+    for (int i = 0; i < 2; i++) {
+        struct buf out;
+        buf_init(&out);
+        metrics_render(w.m[i], &out);
+        assert_non_null(strstr(out.data, "k8_highlander_db_operations_total{operation=\"acquire\"}"));
+        buf_free(&out);
+        lease_free(w.l[i]);
+        metrics_free(w.m[i]);
+        status_free(&w.st[i]);
+    }
+    app_free(w.app);
+    redisFree(w.admin);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_scripts),
+        cmocka_unit_test(test_state_machine),
+    };
+    return cmocka_run_group_tests(tests, setup, teardown);
+}
