@@ -111,6 +111,14 @@ struct redis_backend {
     const struct config *cfg;
     struct redis_conn cmd;
     struct redis_conn sub;
+    /* Sentinel mode: one connection asks, one listens for +switch-master. */
+    int sentinel;
+    struct redis_conn sent;
+    struct redis_conn sent_sub;
+    unsigned sent_idx;
+    char master_host[256];
+    int master_port;
+    int role_checked;
     char key[300], epoch_key[300], channel[300], members_key[300];
     char addr_host[256];
     int addr_port;
@@ -192,6 +200,13 @@ static void report_error(struct redis_backend *rb, enum lease_op op, const char 
     struct lease_info info = {.ttl_ms = -1, .error = err};
 
     lease_backend_result(rb->base.lease, op, LEASE_ERROR, &info);
+    /* A master that became a replica refuses writes: find the new one,
+     * and do not trust the lock's state for a lease duration. */
+    if (err && strncmp(err, "READONLY", 8) == 0 && !rb->closing) {
+        lease_backend_hold_off(rb->base.lease, "the Redis server turned read-only (master switch)");
+        redis_conn_reset(&rb->cmd, "server is a replica now");
+        redis_conn_reset(&rb->sub, "server is a replica now");
+    }
 }
 
 /* Parses {flag, holder, pttl, token, cluster} and reports op's result. */
@@ -393,17 +408,120 @@ static void rb_observe(struct lease_backend *b)
 
 /* ---- connections --------------------------------------------------------- */
 
+static void role_reply(struct redis_conn *c, redisReply *r, const char *err, void *arg)
+{
+    struct redis_backend *rb = c->data;
+
+    (void)arg;
+    if (err == NULL && r && r->type == REDIS_REPLY_ARRAY && r->elements > 0 &&
+        r->element[0]->type == REDIS_REPLY_STRING && strcmp(r->element[0]->str, "master") == 0) {
+        rb->role_checked = 1;
+        log_info("redis", "connected to master %s:%d", c->host, c->port);
+        lease_backend_store_state(rb->base.lease, 1, "connected");
+        return;
+    }
+    log_warn("redis", "%s:%d is not a master (%s); asking the sentinels again", c->host, c->port,
+             err ? err : "role differs");
+    if (err == NULL || strcmp(err, "connection lost") != 0)
+        redis_conn_reset(c, "not a master");
+}
+
 static void cmd_state(struct redis_conn *c, int up, const char *reason)
 {
     struct redis_backend *rb = c->data;
 
     if (rb->closing)
         return;
+    if (up && rb->sentinel) {
+        /* Sentinel rule: confirm the role before using the connection. */
+        const char *argv[] = {"ROLE"};
+        rb->role_checked = 0;
+        if (redis_conn_command(c, role_reply, NULL, 1, argv, NULL) != 0)
+            redis_conn_reset(c, "cannot ask ROLE");
+        return;
+    }
     if (up)
         log_info("redis", "connected to %s:%d", c->host, c->port);
     else
         log_warn("redis", "connection to %s:%d lost: %s", c->host, c->port, reason);
     lease_backend_store_state(rb->base.lease, up, reason);
+}
+
+/* ---- Sentinel ------------------------------------------------------------ */
+
+static int target_sentinel(struct redis_conn *c, char *host, size_t hostlen, int *port)
+{
+    struct redis_backend *rb = c->data;
+    const struct config *cfg = rb->cfg;
+
+    if (cfg->sentinel_addrs_count == 0)
+        return -1;
+    /* Each attempt moves on to the next sentinel. */
+    return split_host_port(cfg->sentinel_addrs[rb->sent_idx++ % cfg->sentinel_addrs_count], host, hostlen, port);
+}
+
+static void master_reply(struct redis_conn *s, redisReply *r, const char *err, void *arg)
+{
+    struct redis_conn *c = arg;
+    struct redis_backend *rb = s->data;
+
+    if (err != NULL || r == NULL || r->type != REDIS_REPLY_ARRAY || r->elements != 2) {
+        redis_conn_discovered(c, 0, err ? err : "the sentinel does not know the master");
+        return;
+    }
+    snprintf(c->host, sizeof(c->host), "%s", r->element[0]->str);
+    c->port = atoi(r->element[1]->str);
+    if (rb->master_host[0] && (strcmp(rb->master_host, c->host) != 0 || rb->master_port != c->port)) {
+        log_warn("redis", "master moved from %s:%d to %s:%d", rb->master_host, rb->master_port, c->host, c->port);
+        lease_backend_hold_off(rb->base.lease, "the Redis master changed");
+    }
+    snprintf(rb->master_host, sizeof(rb->master_host), "%s", c->host);
+    rb->master_port = c->port;
+    redis_conn_discovered(c, 1, NULL);
+}
+
+static void discover_master(struct redis_conn *c)
+{
+    struct redis_backend *rb = c->data;
+    const char *argv[] = {"SENTINEL", "get-master-addr-by-name", rb->cfg->sentinel_master};
+
+    if (redis_conn_command(&rb->sent, master_reply, c, 3, argv, NULL) != 0)
+        redis_conn_discovered(c, 0, "no sentinel reachable");
+}
+
+static void sent_state(struct redis_conn *c, int up, const char *reason)
+{
+    if (up)
+        log_info("redis", "sentinel %s:%d reachable", c->host, c->port);
+    else
+        log_warn("redis", "sentinel %s:%d: %s", c->host, c->port, reason);
+}
+
+static void sent_sub_state(struct redis_conn *c, int up, const char *reason)
+{
+    (void)reason;
+    if (up && redis_conn_subscribe(c, "+switch-master") != 0)
+        redis_conn_reset(c, "subscribe failed");
+}
+
+/* +switch-master is only a hint: it triggers a fresh discovery. */
+static void sent_push(struct redis_conn *c, redisReply *r, const char *err, void *arg)
+{
+    struct redis_backend *rb = arg;
+    size_t n;
+
+    (void)c;
+    (void)err;
+    if (rb->closing || r->type != REDIS_REPLY_ARRAY || r->elements != 3 ||
+        r->element[2]->type != REDIS_REPLY_STRING)
+        return;
+    n = strlen(rb->cfg->sentinel_master);
+    if (strncmp(r->element[2]->str, rb->cfg->sentinel_master, n) != 0 || r->element[2]->str[n] != ' ')
+        return;
+    log_warn("redis", "sentinel announced a master switch: %s", r->element[2]->str);
+    lease_backend_hold_off(rb->base.lease, "sentinel announced +switch-master");
+    redis_conn_reset(&rb->cmd, "master switch");
+    redis_conn_reset(&rb->sub, "master switch");
 }
 
 static void sub_push(struct redis_conn *c, redisReply *r, const char *err, void *arg)
@@ -432,16 +550,25 @@ static int rb_start(struct lease_backend *b)
     struct redis_backend *rb = rb_of(b);
     char masked[300];
 
-    if (split_host_port(rb->cfg->redis_addr, rb->addr_host, sizeof(rb->addr_host), &rb->addr_port) != 0) {
+    if (!rb->sentinel &&
+        split_host_port(rb->cfg->redis_addr, rb->addr_host, sizeof(rb->addr_host), &rb->addr_port) != 0) {
         log_error("redis", "redis.addr %s is not host:port", rb->cfg->redis_addr);
         return -1;
     }
     snprintf(masked, sizeof(masked), "%s/%d%s", rb->cfg->redis_addr, rb->cfg->redis_db,
              rb->cfg->redis_password ? " (password set)" : "");
-    log_info("redis", "lease store redis://%s key %s", masked, rb->key);
+    if (rb->sentinel) {
+        log_info("redis", "lease store: sentinel master %s (%u sentinels), key %s", rb->cfg->sentinel_master,
+                 rb->cfg->sentinel_addrs_count, rb->key);
+        redis_conn_start(&rb->sent);
+        redis_conn_start(&rb->sent_sub);
+        rb->conns_open += 2;
+    } else {
+        log_info("redis", "lease store redis://%s key %s", masked, rb->key);
+    }
     redis_conn_start(&rb->cmd);
     redis_conn_start(&rb->sub);
-    rb->conns_open = 2;
+    rb->conns_open += 2;
     return 0;
 }
 
@@ -461,6 +588,12 @@ static void maybe_finish_close(struct redis_backend *rb)
         redis_conn_close(&rb->cmd, conn_closed);
     if (rb->sub.state != RC_CLOSING && rb->sub.state != RC_CLOSED)
         redis_conn_close(&rb->sub, conn_closed);
+    if (rb->sentinel) {
+        if (rb->sent.state != RC_CLOSING && rb->sent.state != RC_CLOSED)
+            redis_conn_close(&rb->sent, conn_closed);
+        if (rb->sent_sub.state != RC_CLOSING && rb->sent_sub.state != RC_CLOSED)
+            redis_conn_close(&rb->sent_sub, conn_closed);
+    }
 }
 
 static void rb_close(struct lease_backend *b, void (*cb)(struct lease_backend *b))
@@ -521,5 +654,19 @@ struct lease_backend *lease_redis_new(uv_loop_t *loop, const struct config *cfg)
     rb->cmd.username = rb->sub.username = cfg->redis_username;
     rb->cmd.password = rb->sub.password = cfg->redis_password;
     rb->cmd.db = rb->sub.db = cfg->redis_db;
+    if (cfg->sentinel_master && cfg->sentinel_addrs_count) {
+        /* Sentinels answer quickly or not at all: short timeouts. */
+        rb->sentinel = 1;
+        redis_conn_init(&rb->sent, loop, "sentinel", 500);
+        redis_conn_init(&rb->sent_sub, loop, "sentinel-events", 500);
+        rb->sent.data = rb->sent_sub.data = rb;
+        rb->sent.target = rb->sent_sub.target = target_sentinel;
+        rb->sent.on_state = sent_state;
+        rb->sent_sub.on_state = sent_sub_state;
+        rb->sent_sub.on_push = sent_push;
+        rb->sent_sub.subscriber = 1;
+        rb->cmd.discover = rb->sub.discover = discover_master;
+        rb->cmd.target = rb->sub.target = NULL;
+    }
     return &rb->base;
 }

@@ -11,7 +11,7 @@
 #define BACKOFF_MIN_MS 100
 #define BACKOFF_MAX_MS 5000
 
-static const char *const state_names[] = {"idle", "resolving", "connecting", "auth",
+static const char *const state_names[] = {"idle", "discovering", "resolving", "connecting", "auth",
                                           "ready", "backoff", "closing", "closed"};
 
 const char *redis_conn_state_name(enum redis_conn_state s)
@@ -286,15 +286,40 @@ static void on_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *res)
     do_connect(c, ip);
 }
 
+static void resolve(struct redis_conn *c);
+
 static void begin(struct redis_conn *c)
 {
-    struct addrinfo hints;
-    int rc;
-
+    if (c->discover) {
+        set_state(c, RC_DISCOVERING, "asking sentinels");
+        uv_timer_start(&c->timer, on_timer, c->timeout_ms, 0);
+        c->discover(c);
+        return;
+    }
     if (c->target && c->target(c, c->host, sizeof(c->host), &c->port) != 0) {
         went_down(c, "no address to connect to");
         return;
     }
+    resolve(c);
+}
+
+void redis_conn_discovered(struct redis_conn *c, int ok, const char *reason)
+{
+    if (c->state != RC_DISCOVERING)
+        return;
+    uv_timer_stop(&c->timer);
+    if (!ok) {
+        went_down(c, reason ? reason : "discovery failed");
+        return;
+    }
+    resolve(c);
+}
+
+static void resolve(struct redis_conn *c)
+{
+    struct addrinfo hints;
+    int rc;
+
     memset(&hints, 0, sizeof(hints));
     hints.ai_family = AF_UNSPEC;
     hints.ai_socktype = SOCK_STREAM;
@@ -323,6 +348,9 @@ static void on_timer(uv_timer_t *t)
     switch (c->state) {
     case RC_BACKOFF:
         begin(c);
+        break;
+    case RC_DISCOVERING:
+        went_down(c, "discovery timed out");
         break;
     case RC_RESOLVING:
         if (c->gai_active) {

@@ -27,8 +27,12 @@ typedef void (*redis_state_cb)(struct redis_conn *c, int up, const char *reason)
 /* Returns the address to connect to next ("host:port"), into out. */
 typedef int (*redis_target_cb)(struct redis_conn *c, char *host, size_t hostlen, int *port);
 
+/* Optional asynchronous discovery (Sentinel) before every connect: fills
+ * c->host/c->port and calls redis_conn_discovered(c, ok) later. */
+typedef void (*redis_discover_cb)(struct redis_conn *c);
+
 enum redis_conn_state {
-    RC_IDLE, RC_RESOLVING, RC_CONNECTING, RC_AUTH, RC_READY, RC_BACKOFF, RC_CLOSING, RC_CLOSED
+    RC_IDLE, RC_DISCOVERING, RC_RESOLVING, RC_CONNECTING, RC_AUTH, RC_READY, RC_BACKOFF, RC_CLOSING, RC_CLOSED
 };
 
 struct redis_pending {
@@ -59,6 +63,7 @@ struct redis_conn {
     struct redis_pending *head, *tail;
     redis_state_cb on_state;
     redis_target_cb target;
+    redis_discover_cb discover;
     void *data;                /* owner */
     int subscriber;            /* pub/sub: replies are pushed, no deadline */
     redis_reply_cb on_push;
@@ -75,6 +80,8 @@ int redis_conn_command(struct redis_conn *c, redis_reply_cb cb, void *arg, int a
                        const size_t *argvlen);
 /* Drops the connection (pending commands fail) and reconnects after backoff. */
 void redis_conn_reset(struct redis_conn *c, const char *reason);
+/* Ends a discovery started by the discover hook. */
+void redis_conn_discovered(struct redis_conn *c, int ok, const char *reason);
 /* Subscribes (on a connection set up with on_push); every message goes to
  * on_push.  Returns 0 or -1 when not connected. */
 int redis_conn_subscribe(struct redis_conn *c, const char *channel);
