@@ -139,6 +139,7 @@ fuzz-check:
 
 bench: $(BUILD)/highlander
 	@sh bench/http/run.sh $(BUILD)/highlander
+	@python3 bench/failover/run.py $(BUILD)/highlander 20
 
 cluster-up:
 	@bash test/cluster/cluster.sh up

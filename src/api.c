@@ -91,6 +91,7 @@ static void h_debug_status(void *ctx, const struct http_request *req, struct htt
                                              (json_int_t)hs.requests, "timeouts", (json_int_t)hs.timeouts,
                                              "open", (int)hs.open));
     json_object_set_new(o, "leadershipHistory", status_history_json(api->status));
+    json_object_set_new(o, "memberClusters", json_integer(api->status->member_clusters));
     send_data(res, o);
 }
 

@@ -470,6 +470,7 @@ void lease_backend_hold_off(struct lease *l, const char *reason)
 void lease_backend_members(struct lease *l, unsigned clusters)
 {
     l->member_clusters = clusters;
+    l->st->member_clusters = clusters;
 }
 
 void lease_subscribe(struct lease *l, lease_started_cb started, lease_stopped_cb stopped, void *ctx)

@@ -36,8 +36,6 @@ void redis_conn_init(struct redis_conn *c, uv_loop_t *loop, const char *name, ui
     c->name = name;
     c->timeout_ms = timeout_ms;
     c->backoff_ms = BACKOFF_MIN_MS;
-    uv_timer_init(loop, &c->timer);
-    c->timer_open = 1;
 }
 
 static void fail_pending(struct redis_conn *c, const char *err)
@@ -337,6 +335,10 @@ static void resolve(struct redis_conn *c)
 
 void redis_conn_start(struct redis_conn *c)
 {
+    /* The timer is created here, not in init, so that a connection that
+     * never started leaves nothing on the loop. */
+    uv_timer_init(c->loop, &c->timer);
+    c->timer_open = 1;
     begin(c);
 }
 
@@ -419,6 +421,12 @@ void redis_conn_close(struct redis_conn *c, void (*closed_cb)(struct redis_conn 
     redisAsyncContext *ac = c->ac;
 
     c->closed_cb = closed_cb;
+    if (!c->timer_open) {
+        set_state(c, RC_CLOSED, "never started");
+        if (closed_cb)
+            closed_cb(c);
+        return;
+    }
     set_state(c, RC_CLOSING, "close");
     if (ac != NULL) {
         c->ac = NULL;

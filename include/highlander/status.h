@@ -43,6 +43,7 @@ struct status {
     uint64_t store_failures;
     char *store_last_error;
     char *store_address;      /* masked */
+    unsigned member_clusters; /* distinct cluster names of live replicas */
     /* history of leadership changes, oldest first once full */
     struct leadership_event history[STATUS_HISTORY];
     unsigned history_len;
