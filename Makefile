@@ -51,7 +51,7 @@ ASSET_SRCS := $(sort $(wildcard src/assets/*))
 UNIT_SRCS := $(sort $(wildcard test/unit/test_*.c))
 UNIT_BINS := $(UNIT_SRCS:test/unit/%.c=$(BUILD)/test/%)
 
-.PHONY: all deps clean test test-unit test-unit-asan test-unit-valgrind test-system \
+.PHONY: all tools deps clean test test-unit test-unit-asan test-unit-valgrind test-system \
         test-system-asan bench fuzz demo demo-stop cluster-up cluster-down check-tree
 
 all: $(BUILD)/highlander
@@ -90,6 +90,14 @@ $(BUILD)/test/%: test/unit/%.c $(BUILD)/libhighlander.a
 	@mkdir -p $(dir $@)
 	$(CC) $(CPPFLAGS) $(CFLAGS) $(WARN) -Wno-missing-prototypes -o $@ $< $(BUILD)/libhighlander.a \
 		$(LDFLAGS) $(LIBS) -lcmocka
+
+# Programs the system tests drive (not installed).
+TOOL_SRCS := $(sort $(wildcard test/tools/*.c))
+TOOL_BINS := $(TOOL_SRCS:test/tools/%.c=$(BUILD)/tools/%)
+tools: $(TOOL_BINS)
+$(BUILD)/tools/%: test/tools/%.c $(BUILD)/libhighlander.a
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) $(CFLAGS) $(WARN) -o $@ $< $(BUILD)/libhighlander.a $(LDFLAGS) $(LIBS)
 
 deps:
 	@sh scripts/deps.sh

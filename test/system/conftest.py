@@ -5,6 +5,7 @@ Only the standard library is used (plus pytest itself).
 import http.client
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -130,3 +131,116 @@ def controller_factory():
 @pytest.fixture
 def controller(controller_factory):
     return controller_factory()
+
+
+# ---- the local Kubernetes control plane (one per test session) -------------
+
+ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "../.."))
+TOOLS = os.environ.get("HIGHLANDER_TOOLS", os.path.join(os.path.dirname(BIN), "tools"))
+
+
+class Kube:
+    """The cluster started by test/cluster/cluster.sh, with helpers."""
+
+    def __init__(self, kubeconfig):
+        self.kubeconfig = kubeconfig
+        self.dir = os.path.dirname(kubeconfig)
+        cache = os.environ.get("HIGHLANDER_CACHE", os.path.expanduser("~/.cache/highlander"))
+        self.bin = os.path.join(cache, "k8s-" + os.environ.get("K8S_VERSION", "v1.36.3"), "bin")
+
+    def kubectl(self, *args, check=True, input=None, timeout=60):
+        p = subprocess.run([os.path.join(self.bin, "kubectl"), "--kubeconfig", self.kubeconfig] + list(args),
+                           capture_output=True, input=input, timeout=timeout)
+        if check and p.returncode != 0:
+            raise AssertionError("kubectl %s: %s" % (" ".join(args), p.stderr.decode()))
+        return p.stdout.decode()
+
+    def driver(self, *args, timeout=120, check=False):
+        exe = os.path.join(TOOLS, "kube_driver")
+        p = subprocess.run([exe, "--kubeconfig", self.kubeconfig] + list(args), capture_output=True,
+                           timeout=timeout)
+        out = p.stdout.decode()
+        if check and p.returncode != 0:
+            raise AssertionError("kube_driver %s failed (%d):\n%s%s" % (args, p.returncode, out,
+                                                                      p.stderr.decode()))
+        return p.returncode, out
+
+    def driver_bg(self, *args, env=None):
+        exe = os.path.join(TOOLS, "kube_driver")
+        e = dict(os.environ)
+        e.update(env or {})
+        return subprocess.Popen([exe, "--kubeconfig", self.kubeconfig] + list(args), stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, env=e)
+
+    def etcd_url(self):
+        import re
+        with open(os.path.join(self.dir, "kwok.yaml")) as f:
+            m = re.search(r"etcdPort: (\d+)", f.read())
+        return "http://127.0.0.1:%s" % m.group(1)
+
+    def etcd_compact(self):
+        """Compacts etcd at its current revision; returns the revision."""
+        import urllib.request
+        url = self.etcd_url()
+        req = urllib.request.Request(url + "/v3/kv/range", data=b'{"key":"YQ=="}', method="POST")
+        rev = int(json.load(urllib.request.urlopen(req, timeout=5))["header"]["revision"])
+        body = json.dumps({"revision": str(rev), "physical": True}).encode()
+        urllib.request.urlopen(urllib.request.Request(url + "/v3/kv/compaction", data=body, method="POST"),
+                               timeout=10).read()
+        return rev
+
+    def restart_apiserver(self, down_seconds=0.0, extra_args=()):
+        """Kills kube-apiserver and starts it again with its original
+        arguments plus extra_args."""
+        pidfile = os.path.join(self.dir, "pids", "kube-apiserver.pid")
+        pid = int(open(pidfile).read().strip())
+        if not hasattr(self, "apiserver_argv"):
+            self.apiserver_argv = open("/proc/%d/cmdline" % pid, "rb").read().split(b"\0")[:-1]
+        argv = list(self.apiserver_argv) + [a.encode() for a in extra_args]
+        cwd = os.readlink("/proc/%d/cwd" % pid)
+        os.kill(pid, signal.SIGKILL)
+        for _ in range(100):
+            if not os.path.exists("/proc/%d" % pid) or open("/proc/%d/stat" % pid).read().split()[2] == "Z":
+                break
+            time.sleep(0.05)
+        time.sleep(down_seconds)
+        log = open(os.path.join(self.dir, "logs", "kube-apiserver.log"), "ab")
+        p = subprocess.Popen(argv, cwd=cwd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        with open(pidfile, "w") as f:
+            f.write(str(p.pid))
+        self.wait_ready()
+
+    def wait_ready(self, timeout=60):
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            if subprocess.run([os.path.join(self.bin, "kubectl"), "--kubeconfig", self.kubeconfig, "get", "--raw",
+                               "/readyz"], capture_output=True).returncode == 0:
+                return
+            time.sleep(0.2)
+        raise AssertionError("kube-apiserver did not become ready")
+
+    def namespace(self, name):
+        self.kubectl("delete", "namespace", name, "--ignore-not-found", "--wait=true", timeout=120)
+        self.kubectl("create", "namespace", name)
+        return name
+
+
+@pytest.fixture(scope="session")
+def kube(request):
+    p = subprocess.run(["bash", os.path.join(ROOT, "test/cluster/cluster.sh"), "up"], capture_output=True,
+                       timeout=3600)
+    if p.returncode != 0:
+        raise AssertionError("cluster-up failed:\n" + p.stderr.decode()[-4000:])
+    kubeconfig = p.stdout.decode().strip().splitlines()[-1].split("=", 1)[1]
+    k = Kube(kubeconfig)
+    k.kubectl("apply", "-f", os.path.join(ROOT, "manifests/crds.yaml"))
+    k.kubectl("wait", "--for=condition=Established", "crd", "--all", "--timeout=60s")
+    yield k
+    if request.session.testsfailed:
+        # Keep the components' logs of a failed run.
+        dest = os.path.join(ROOT, "build", "cluster-logs")
+        shutil.rmtree(dest, ignore_errors=True)
+        shutil.copytree(os.path.join(k.dir, "logs"), dest, dirs_exist_ok=True)
+    if os.environ.get("HIGHLANDER_KEEP_CLUSTER") != "1":
+        subprocess.run(["bash", os.path.join(ROOT, "test/cluster/cluster.sh"), "down"], capture_output=True,
+                       timeout=300)

@@ -1,0 +1,920 @@
+/*
+ * The Kubernetes API client: libcurl multi on the libuv loop.
+ *
+ * curl tells us which sockets to watch (CURLMOPT_SOCKETFUNCTION: one
+ * uv_poll_t per socket, freed in its close callback) and when to wake it
+ * (CURLMOPT_TIMERFUNCTION: one uv_timer_t).  Requests wait in a queue
+ * ordered by due time until the token bucket lets them go; failures that
+ * may succeed later (connection errors, 429, 5xx) go back into the queue
+ * with jittered backoff or the server's Retry-After.  A second timer
+ * drives the queue.  Requests cancelled from inside curl's callbacks are
+ * reaped after curl returns, never inside its call chain.
+ */
+#include "highlander/kube.h"
+#include "highlander/log.h"
+
+#include <curl/curl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/stat.h>
+
+#ifndef HIGHLANDER_VERSION
+#define HIGHLANDER_VERSION "dev"
+#endif
+
+#define RESPONSE_CAP (256u << 20)
+#define BACKOFF_BASE_MS 200
+#define BACKOFF_MAX_MS 10000
+
+enum req_state { REQ_PENDING, REQ_ACTIVE, REQ_DONE };
+
+struct kube_req {
+    struct kube_client *k;
+    enum req_state state;
+    CURL *easy;
+    struct curl_slist *headers;
+    char *method;
+    char *path;
+    char *body;
+    enum kube_patch patch;
+    int timeout_ms;
+    int no_retry;
+    int attempts;
+    int token_retried;
+    kube_response_cb cb;
+    void *arg;
+    kube_chunk_cb on_chunk;
+    struct buf resp;
+    long retry_after_s;
+    int stream_error;        /* streaming, but the status says error: buffer */
+    int cancelled;
+    uint64_t due_ms;
+    struct kube_req *prev, *next;
+};
+
+struct curl_sock {
+    uv_poll_t poll;
+    curl_socket_t fd;
+    struct kube_client *k;
+};
+
+struct kube_client {
+    uv_loop_t *loop;
+    CURLM *multi;
+    uv_timer_t curl_timer;
+    uv_timer_t queue_timer;
+    struct kube_config cfg;   /* private copy */
+    char *token;
+    time_t token_mtime;
+    uint64_t token_checked_ms;
+    struct kube_client_opts opts;
+    double tokens;
+    uint64_t refill_ms;
+    struct kube_req *pending;  /* ordered by due_ms */
+    struct kube_req *active;
+    struct kube_req *reap;     /* cancelled while curl was calling us */
+    int in_curl;
+    struct kube_stats stats;
+    int handles_open;
+    int closing;
+    void (*close_cb)(void *arg);
+    void *close_arg;
+};
+
+static int curl_ready;
+
+/* ---- lists --------------------------------------------------------------- */
+
+static void unlink_req(struct kube_req **head, struct kube_req *r)
+{
+    if (r->prev)
+        r->prev->next = r->next;
+    else if (*head == r)
+        *head = r->next;
+    if (r->next)
+        r->next->prev = r->prev;
+    r->prev = r->next = NULL;
+}
+
+static void push_front(struct kube_req **head, struct kube_req *r)
+{
+    r->prev = NULL;
+    r->next = *head;
+    if (*head)
+        (*head)->prev = r;
+    *head = r;
+}
+
+static void insert_pending(struct kube_client *k, struct kube_req *r)
+{
+    struct kube_req *p = k->pending, *last = NULL;
+
+    r->state = REQ_PENDING;
+    while (p && p->due_ms <= r->due_ms) {
+        last = p;
+        p = p->next;
+    }
+    r->prev = last;
+    r->next = p;
+    if (p)
+        p->prev = r;
+    if (last)
+        last->next = r;
+    else
+        k->pending = r;
+    k->stats.queued++;
+}
+
+static void req_free(struct kube_req *r)
+{
+    if (r->easy)
+        curl_easy_cleanup(r->easy);
+    curl_slist_free_all(r->headers);
+    free(r->method);
+    free(r->path);
+    free(r->body);
+    buf_free(&r->resp);
+    free(r);
+}
+
+/* ---- token --------------------------------------------------------------- */
+
+/* Service-account tokens rotate: re-read the file when it changed, looked
+ * at most every 10 s (a stat is cheap and never blocks on the network). */
+static void refresh_token(struct kube_client *k, int force)
+{
+    struct stat st;
+    uint64_t now = time_mono_ms();
+    FILE *f;
+    char buf[16384];
+    size_t n;
+
+    if (k->cfg.token_file == NULL)
+        return;
+    if (!force && now - k->token_checked_ms < 10000 && k->token)
+        return;
+    k->token_checked_ms = now;
+    if (stat(k->cfg.token_file, &st) != 0)
+        return;
+    if (!force && k->token && st.st_mtime == k->token_mtime)
+        return;
+    f = fopen(k->cfg.token_file, "rb");
+    if (f == NULL)
+        return;
+    n = fread(buf, 1, sizeof(buf) - 1, f);
+    fclose(f);
+    while (n > 0 && (buf[n - 1] == '\n' || buf[n - 1] == '\r' || buf[n - 1] == ' '))
+        n--;
+    buf[n] = '\0';
+    free(k->token);
+    k->token = xstrdup(buf);
+    k->token_mtime = st.st_mtime;
+}
+
+/* ---- curl plumbing -------------------------------------------------------- */
+
+static void check_multi_info(struct kube_client *k);
+static void run_queue(struct kube_client *k);
+
+static void after_curl(struct kube_client *k)
+{
+    struct kube_req *r;
+
+    check_multi_info(k);
+    while ((r = k->reap) != NULL) {
+        unlink_req(&k->reap, r);
+        req_free(r);
+    }
+}
+
+static void on_poll(uv_poll_t *h, int status, int events)
+{
+    struct curl_sock *cs = container_of(h, struct curl_sock, poll);
+    struct kube_client *k = cs->k;
+    int flags = 0, running;
+
+    if (status < 0)
+        flags = CURL_CSELECT_ERR;
+    if (events & UV_READABLE)
+        flags |= CURL_CSELECT_IN;
+    if (events & UV_WRITABLE)
+        flags |= CURL_CSELECT_OUT;
+    k->in_curl = 1;
+    curl_multi_socket_action(k->multi, cs->fd, flags, &running);
+    k->in_curl = 0;
+    after_curl(k);
+}
+
+static void on_curl_timer(uv_timer_t *t)
+{
+    struct kube_client *k = container_of(t, struct kube_client, curl_timer);
+    int running;
+
+    k->in_curl = 1;
+    curl_multi_socket_action(k->multi, CURL_SOCKET_TIMEOUT, 0, &running);
+    k->in_curl = 0;
+    after_curl(k);
+}
+
+static int curl_timer_cb(CURLM *multi, long timeout_ms, void *userp)
+{
+    struct kube_client *k = userp;
+
+    (void)multi;
+    if (k->closing)
+        return 0;
+    if (timeout_ms < 0)
+        uv_timer_stop(&k->curl_timer);
+    else
+        uv_timer_start(&k->curl_timer, on_curl_timer, (uint64_t)timeout_ms, 0);
+    return 0;
+}
+
+static void sock_closed(uv_handle_t *h)
+{
+    struct curl_sock *cs = container_of((uv_poll_t *)h, struct curl_sock, poll);
+    struct kube_client *k = cs->k;
+
+    free(cs);
+    k->handles_open--;
+    if (k->closing && k->handles_open == 0) {
+        void (*cb)(void *) = k->close_cb;
+        void *arg = k->close_arg;
+        kube_config_free(&k->cfg);
+        free(k->token);
+        free(k);
+        if (cb)
+            cb(arg);
+    }
+}
+
+static int curl_socket_cb(CURL *easy, curl_socket_t s, int action, void *userp, void *socketp)
+{
+    struct kube_client *k = userp;
+    struct curl_sock *cs = socketp;
+    int events = 0;
+
+    (void)easy;
+    if (action == CURL_POLL_REMOVE) {
+        if (cs) {
+            uv_poll_stop(&cs->poll);
+            uv_close((uv_handle_t *)&cs->poll, sock_closed);
+            curl_multi_assign(k->multi, s, NULL);
+        }
+        return 0;
+    }
+    if (cs == NULL) {
+        cs = xcalloc(1, sizeof(*cs));
+        cs->fd = s;
+        cs->k = k;
+        if (uv_poll_init_socket(k->loop, &cs->poll, s) != 0) {
+            free(cs);
+            return -1;
+        }
+        k->handles_open++;
+        curl_multi_assign(k->multi, s, cs);
+    }
+    if (action & CURL_POLL_IN)
+        events |= UV_READABLE;
+    if (action & CURL_POLL_OUT)
+        events |= UV_WRITABLE;
+    uv_poll_start(&cs->poll, events, on_poll);
+    return 0;
+}
+
+static size_t on_header(char *data, size_t size, size_t n, void *userp)
+{
+    struct kube_req *r = userp;
+    size_t len = size * n;
+
+    if (len > 12 && strncasecmp(data, "Retry-After:", 12) == 0)
+        r->retry_after_s = strtol(data + 12, NULL, 10);
+    return len;
+}
+
+static size_t on_write(char *data, size_t size, size_t n, void *userp)
+{
+    struct kube_req *r = userp;
+    size_t len = size * n;
+
+    if (r->cancelled)
+        return 0;
+    if (r->on_chunk && !r->stream_error) {
+        long code = 0;
+        curl_easy_getinfo(r->easy, CURLINFO_RESPONSE_CODE, &code);
+        if (code >= 200 && code < 300)
+            return r->on_chunk(r->arg, data, len) == 0 ? len : 0;
+        r->stream_error = 1; /* keep the Status body */
+    }
+    if (r->resp.len + len > RESPONSE_CAP)
+        return 0;
+    buf_append(&r->resp, data, len);
+    return len;
+}
+
+static int start_req(struct kube_client *k, struct kube_req *r)
+{
+    struct buf url, auth;
+    CURL *e;
+
+    e = curl_easy_init();
+    if (e == NULL)
+        return -1;
+    r->easy = e;
+    buf_init(&url);
+    buf_printf(&url, "%s%s", k->cfg.server, r->path);
+    curl_easy_setopt(e, CURLOPT_URL, url.data);
+    buf_free(&url);
+    curl_easy_setopt(e, CURLOPT_PRIVATE, r);
+    curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
+    curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, r->method);
+    curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, on_write);
+    curl_easy_setopt(e, CURLOPT_WRITEDATA, r);
+    curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, on_header);
+    curl_easy_setopt(e, CURLOPT_HEADERDATA, r);
+    curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, 10000L);
+    curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, (long)r->timeout_ms);
+    curl_easy_setopt(e, CURLOPT_TCP_KEEPALIVE, 1L);
+    curl_easy_setopt(e, CURLOPT_TCP_KEEPIDLE, 30L);
+    curl_easy_setopt(e, CURLOPT_TCP_KEEPINTVL, 15L);
+    curl_easy_setopt(e, CURLOPT_HTTP_VERSION, (long)CURL_HTTP_VERSION_2TLS);
+    curl_easy_setopt(e, CURLOPT_PIPEWAIT, 1L);
+    curl_easy_setopt(e, CURLOPT_USERAGENT, "highlander/" HIGHLANDER_VERSION);
+    if (strcmp(r->method, "HEAD") == 0)
+        curl_easy_setopt(e, CURLOPT_NOBODY, 1L);
+    /* TLS: verified unless the kubeconfig says otherwise. */
+    if (k->cfg.insecure) {
+        curl_easy_setopt(e, CURLOPT_SSL_VERIFYPEER, 0L);
+        curl_easy_setopt(e, CURLOPT_SSL_VERIFYHOST, 0L);
+    }
+    if (k->cfg.ca_data.len) {
+        struct curl_blob b = {k->cfg.ca_data.data, k->cfg.ca_data.len, CURL_BLOB_NOCOPY};
+        curl_easy_setopt(e, CURLOPT_CAINFO_BLOB, &b);
+    } else if (k->cfg.ca_file) {
+        curl_easy_setopt(e, CURLOPT_CAINFO, k->cfg.ca_file);
+    }
+    if (k->cfg.cert_data.len) {
+        struct curl_blob b = {k->cfg.cert_data.data, k->cfg.cert_data.len, CURL_BLOB_NOCOPY};
+        curl_easy_setopt(e, CURLOPT_SSLCERT_BLOB, &b);
+        curl_easy_setopt(e, CURLOPT_SSLCERTTYPE, "PEM");
+    } else if (k->cfg.cert_file) {
+        curl_easy_setopt(e, CURLOPT_SSLCERT, k->cfg.cert_file);
+    }
+    if (k->cfg.key_data.len) {
+        struct curl_blob b = {k->cfg.key_data.data, k->cfg.key_data.len, CURL_BLOB_NOCOPY};
+        curl_easy_setopt(e, CURLOPT_SSLKEY_BLOB, &b);
+        curl_easy_setopt(e, CURLOPT_SSLKEYTYPE, "PEM");
+    } else if (k->cfg.key_file) {
+        curl_easy_setopt(e, CURLOPT_SSLKEY, k->cfg.key_file);
+    }
+    r->headers = curl_slist_append(NULL, "Accept: application/json");
+    if (r->body) {
+        const char *ct = "Content-Type: application/json";
+        if (r->patch == KUBE_PATCH_MERGE)
+            ct = "Content-Type: application/merge-patch+json";
+        else if (r->patch == KUBE_PATCH_APPLY)
+            ct = "Content-Type: application/apply-patch+yaml";
+        else if (r->patch == KUBE_PATCH_JSON)
+            ct = "Content-Type: application/json-patch+json";
+        r->headers = curl_slist_append(r->headers, ct);
+        curl_easy_setopt(e, CURLOPT_POSTFIELDS, r->body);
+        curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE, (long)strlen(r->body));
+    }
+    refresh_token(k, 0);
+    if (k->token || k->cfg.token) {
+        buf_init(&auth);
+        buf_printf(&auth, "Authorization: Bearer %s", k->token ? k->token : k->cfg.token);
+        r->headers = curl_slist_append(r->headers, auth.data);
+        buf_free(&auth);
+    }
+    curl_easy_setopt(e, CURLOPT_HTTPHEADER, r->headers);
+    buf_reset(&r->resp);
+    r->retry_after_s = 0;
+    r->stream_error = 0;
+    r->attempts++;
+    if (curl_multi_add_handle(k->multi, e) != CURLM_OK)
+        return -1;
+    r->state = REQ_ACTIVE;
+    push_front(&k->active, r);
+    k->stats.in_flight++;
+    k->stats.requests++;
+    return 0;
+}
+
+/* ---- queue and rate limit ------------------------------------------------ */
+
+static void on_queue_timer(uv_timer_t *t)
+{
+    run_queue(container_of(t, struct kube_client, queue_timer));
+}
+
+static void run_queue(struct kube_client *k)
+{
+    uint64_t now = time_mono_ms();
+    struct kube_req *r;
+
+    if (k->closing)
+        return;
+    k->tokens += (double)(now - k->refill_ms) * k->opts.qps / 1000.0;
+    if (k->tokens > k->opts.burst)
+        k->tokens = k->opts.burst;
+    k->refill_ms = now;
+    while ((r = k->pending) != NULL && r->due_ms <= now) {
+        if (k->tokens < 1.0) {
+            uint64_t wait = (uint64_t)((1.0 - k->tokens) * 1000.0 / k->opts.qps) + 1;
+            k->stats.throttled_ms += wait;
+            uv_timer_start(&k->queue_timer, on_queue_timer, wait, 0);
+            return;
+        }
+        k->tokens -= 1.0;
+        unlink_req(&k->pending, r);
+        k->stats.queued--;
+        if (start_req(k, r) != 0) {
+            struct kube_response res;
+            memset(&res, 0, sizeof(res));
+            snprintf(res.err.message, sizeof(res.err.message), "cannot start request");
+            r->state = REQ_DONE;
+            r->cb(r->arg, &res);
+            req_free(r);
+        }
+    }
+    if (k->pending)
+        uv_timer_start(&k->queue_timer, on_queue_timer, k->pending->due_ms - now, 0);
+}
+
+static uint64_t backoff_ms(int attempt)
+{
+    uint64_t b = BACKOFF_BASE_MS;
+
+    for (int i = 1; i < attempt && b < BACKOFF_MAX_MS; i++)
+        b *= 2;
+    if (b > BACKOFF_MAX_MS)
+        b = BACKOFF_MAX_MS;
+    /* Full jitter in [b/2, b]. */
+    return b / 2 + (uint64_t)rand() % (b / 2 + 1);
+}
+
+void kube_status_from_body(long http_status, const char *raw, size_t len, struct kube_status *st)
+{
+    json_t *j;
+    const char *reason = NULL, *message = NULL;
+    json_int_t code = 0;
+
+    st->code = http_status;
+    st->reason[0] = '\0';
+    st->message[0] = '\0';
+    j = raw && len ? json_loadb(raw, len, 0, NULL) : NULL;
+    if (j && json_unpack(j, "{s?s, s?s, s?I}", "reason", &reason, "message", &message, "code", &code) == 0) {
+        if (reason)
+            snprintf(st->reason, sizeof(st->reason), "%s", reason);
+        if (message)
+            snprintf(st->message, sizeof(st->message), "%s", message);
+        if (code)
+            st->code = (long)code;
+    }
+    if (st->message[0] == '\0' && raw && len)
+        snprintf(st->message, sizeof(st->message), "%.*s", (int)(len < 200 ? len : 200), raw);
+    if (st->message[0] == '\0')
+        snprintf(st->message, sizeof(st->message), "HTTP %ld", http_status);
+    json_decref(j);
+}
+
+static int retryable(const struct kube_req *r, CURLcode cc, long status)
+{
+    if (r->no_retry || r->attempts > r->k->opts.max_retries)
+        return 0;
+    if (cc == CURLE_COULDNT_CONNECT || cc == CURLE_COULDNT_RESOLVE_HOST || cc == CURLE_OPERATION_TIMEDOUT ||
+        cc == CURLE_SEND_ERROR || cc == CURLE_RECV_ERROR || cc == CURLE_GOT_NOTHING || cc == CURLE_PARTIAL_FILE ||
+        cc == CURLE_HTTP2 || cc == CURLE_HTTP2_STREAM)
+        /* A POST that may have reached the server is not repeated blindly. */
+        return strcmp(r->method, "POST") != 0 || cc == CURLE_COULDNT_CONNECT || cc == CURLE_COULDNT_RESOLVE_HOST;
+    if (cc != CURLE_OK)
+        return 0;
+    if (status == 429)
+        return 1;
+    if (status >= 500 && status != 501)
+        return strcmp(r->method, "POST") != 0;
+    return 0;
+}
+
+static void finish(struct kube_client *k, struct kube_req *r, CURLcode cc)
+{
+    struct kube_response res;
+    long status = 0;
+
+    curl_easy_getinfo(r->easy, CURLINFO_RESPONSE_CODE, &status);
+    curl_multi_remove_handle(k->multi, r->easy);
+    curl_easy_cleanup(r->easy);
+    r->easy = NULL;
+    curl_slist_free_all(r->headers);
+    r->headers = NULL;
+    unlink_req(&k->active, r);
+    k->stats.in_flight--;
+    if (r->cancelled) {
+        req_free(r);
+        return;
+    }
+    if (cc == CURLE_OK && status == 401 && k->cfg.token_file && !r->token_retried) {
+        /* The token may have rotated under us. */
+        r->token_retried = 1;
+        refresh_token(k, 1);
+        r->due_ms = time_mono_ms();
+        insert_pending(k, r);
+        return;
+    }
+    if (retryable(r, cc, status)) {
+        uint64_t delay = backoff_ms(r->attempts);
+        if (r->retry_after_s > 0 && (uint64_t)r->retry_after_s * 1000 > delay)
+            delay = (uint64_t)(r->retry_after_s > 60 ? 60 : r->retry_after_s) * 1000;
+        k->stats.retries++;
+        log_debug("kube", "%s %s: %s, retry %d in %llu ms", r->method, r->path,
+                  cc != CURLE_OK ? curl_easy_strerror(cc) : "server busy", r->attempts,
+                  (unsigned long long)delay);
+        r->due_ms = time_mono_ms() + delay;
+        insert_pending(k, r);
+        return;
+    }
+    memset(&res, 0, sizeof(res));
+    res.retries = r->attempts - 1;
+    res.raw = r->resp.data ? r->resp.data : "";
+    res.raw_len = r->resp.len;
+    if (cc != CURLE_OK && !(r->on_chunk && cc == CURLE_WRITE_ERROR && status >= 200 && status < 300)) {
+        res.status = cc == CURLE_WRITE_ERROR && r->resp.len >= RESPONSE_CAP ? status : 0;
+        res.err.code = 0;
+        snprintf(res.err.reason, sizeof(res.err.reason), "%s",
+                 cc == CURLE_OPERATION_TIMEDOUT ? "Timeout" : "TransportError");
+        snprintf(res.err.message, sizeof(res.err.message), "%s %s: %s", r->method, r->path,
+                 curl_easy_strerror(cc));
+        if (cc == CURLE_SSL_CACERT || cc == CURLE_PEER_FAILED_VERIFICATION || cc == CURLE_SSL_CONNECT_ERROR)
+            snprintf(res.err.message, sizeof(res.err.message), "TLS error talking to %s: %s", k->cfg.server,
+                     curl_easy_strerror(cc));
+        k->stats.errors++;
+    } else {
+        res.status = status;
+        if (r->resp.len && !r->on_chunk)
+            res.body = json_loadb(r->resp.data, r->resp.len, 0, NULL);
+        if (status < 200 || status >= 300) {
+            kube_status_from_body(status, r->resp.data, r->resp.len, &res.err);
+            k->stats.errors++;
+        }
+    }
+    r->state = REQ_DONE;
+    r->cb(r->arg, &res);
+    json_decref(res.body);
+    req_free(r);
+}
+
+static void check_multi_info(struct kube_client *k)
+{
+    CURLMsg *msg;
+    int left;
+
+    while ((msg = curl_multi_info_read(k->multi, &left)) != NULL) {
+        struct kube_req *r = NULL;
+        if (msg->msg != CURLMSG_DONE)
+            continue;
+        curl_easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE, (char **)&r);
+        finish(k, r, msg->data.result);
+    }
+    run_queue(k);
+}
+
+/* ---- public -------------------------------------------------------------- */
+
+static char *dup_or_null(const char *s)
+{
+    return s ? xstrdup(s) : NULL;
+}
+
+static void copy_buf(struct buf *dst, const struct buf *src)
+{
+    buf_init(dst);
+    if (src->len)
+        buf_append(dst, src->data, src->len);
+}
+
+struct kube_client *kube_client_new(uv_loop_t *loop, const struct kube_config *cfg,
+                                    const struct kube_client_opts *opts, char *err, size_t errlen)
+{
+    struct kube_client *k;
+
+    if (!curl_ready) {
+        if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
+            snprintf(err, errlen, "libcurl initialisation failed");
+            return NULL;
+        }
+        curl_ready = 1;
+    }
+    k = xcalloc(1, sizeof(*k));
+    k->loop = loop;
+    k->cfg.server = xstrdup(cfg->server);
+    k->cfg.ca_file = dup_or_null(cfg->ca_file);
+    copy_buf(&k->cfg.ca_data, &cfg->ca_data);
+    k->cfg.cert_file = dup_or_null(cfg->cert_file);
+    copy_buf(&k->cfg.cert_data, &cfg->cert_data);
+    k->cfg.key_file = dup_or_null(cfg->key_file);
+    copy_buf(&k->cfg.key_data, &cfg->key_data);
+    k->cfg.token = dup_or_null(cfg->token);
+    k->cfg.token_file = dup_or_null(cfg->token_file);
+    k->cfg.insecure = cfg->insecure;
+    k->cfg.namespace = dup_or_null(cfg->namespace);
+    k->cfg.context = dup_or_null(cfg->context);
+    k->opts.qps = opts && opts->qps > 0 ? opts->qps : 20;
+    k->opts.burst = opts && opts->burst > 0 ? opts->burst : 30;
+    k->opts.timeout_ms = opts && opts->timeout_ms > 0 ? opts->timeout_ms : 30000;
+    k->opts.max_retries = opts && opts->max_retries >= 0 && opts ? opts->max_retries : 5;
+    k->tokens = k->opts.burst;
+    k->refill_ms = time_mono_ms();
+    k->multi = curl_multi_init();
+    curl_multi_setopt(k->multi, CURLMOPT_SOCKETFUNCTION, curl_socket_cb);
+    curl_multi_setopt(k->multi, CURLMOPT_SOCKETDATA, k);
+    curl_multi_setopt(k->multi, CURLMOPT_TIMERFUNCTION, curl_timer_cb);
+    curl_multi_setopt(k->multi, CURLMOPT_TIMERDATA, k);
+    curl_multi_setopt(k->multi, CURLMOPT_PIPELINING, (long)CURLPIPE_MULTIPLEX);
+    curl_multi_setopt(k->multi, CURLMOPT_MAX_HOST_CONNECTIONS, 16L);
+    uv_timer_init(loop, &k->curl_timer);
+    uv_timer_init(loop, &k->queue_timer);
+    k->handles_open = 2;
+    refresh_token(k, 1);
+    return k;
+}
+
+struct kube_req *kube_request(struct kube_client *k, const struct kube_request_opts *o, kube_response_cb cb,
+                              void *arg)
+{
+    struct kube_req *r;
+
+    if (k->closing)
+        return NULL;
+    r = xcalloc(1, sizeof(*r));
+    r->k = k;
+    r->method = xstrdup(o->method ? o->method : "GET");
+    r->path = xstrdup(o->path);
+    if (o->body) {
+        r->body = json_dumps(o->body, JSON_COMPACT);
+        if (r->body == NULL)
+            oom_abort(0);
+    }
+    r->patch = o->patch;
+    r->timeout_ms = o->timeout_ms > 0 ? o->timeout_ms : k->opts.timeout_ms;
+    r->no_retry = o->no_retry;
+    r->on_chunk = o->on_chunk;
+    r->cb = cb;
+    r->arg = arg;
+    buf_init(&r->resp);
+    r->due_ms = time_mono_ms();
+    insert_pending(k, r);
+    /* Start from the loop, not from inside the caller's stack. */
+    uv_timer_start(&k->queue_timer, on_queue_timer, 0, 0);
+    return r;
+}
+
+void kube_cancel(struct kube_client *k, struct kube_req *r)
+{
+    if (r == NULL || r->cancelled)
+        return;
+    r->cancelled = 1;
+    if (r->state == REQ_PENDING) {
+        unlink_req(&k->pending, r);
+        k->stats.queued--;
+        req_free(r);
+        return;
+    }
+    if (r->state != REQ_ACTIVE)
+        return; /* its callback is running; it is freed after */
+    if (k->in_curl) {
+        /* Inside curl's call chain: remove it once curl returns. */
+        curl_multi_remove_handle(k->multi, r->easy);
+        unlink_req(&k->active, r);
+        k->stats.in_flight--;
+        r->state = REQ_DONE;
+        push_front(&k->reap, r);
+        return;
+    }
+    curl_multi_remove_handle(k->multi, r->easy);
+    unlink_req(&k->active, r);
+    k->stats.in_flight--;
+    req_free(r);
+}
+
+static void timer_closed(uv_handle_t *h)
+{
+    struct kube_client *k = h->data;
+
+    k->handles_open--;
+    if (k->handles_open == 0) {
+        void (*cb)(void *) = k->close_cb;
+        void *arg = k->close_arg;
+        kube_config_free(&k->cfg);
+        free(k->token);
+        free(k);
+        if (cb)
+            cb(arg);
+    }
+}
+
+void kube_client_close(struct kube_client *k, void (*cb)(void *arg), void *arg)
+{
+    struct kube_req *r;
+
+    k->closing = 1;
+    k->close_cb = cb;
+    k->close_arg = arg;
+    while ((r = k->pending) != NULL) {
+        unlink_req(&k->pending, r);
+        req_free(r);
+    }
+    while ((r = k->active) != NULL) {
+        curl_multi_remove_handle(k->multi, r->easy);
+        unlink_req(&k->active, r);
+        req_free(r);
+    }
+    while ((r = k->reap) != NULL) {
+        unlink_req(&k->reap, r);
+        req_free(r);
+    }
+    /* Closing the connection cache calls the socket callback with
+     * CURL_POLL_REMOVE for every socket, which closes their polls. */
+    curl_multi_cleanup(k->multi);
+    k->multi = NULL;
+    k->curl_timer.data = k;
+    k->queue_timer.data = k;
+    uv_close((uv_handle_t *)&k->curl_timer, timer_closed);
+    uv_close((uv_handle_t *)&k->queue_timer, timer_closed);
+}
+
+void kube_client_stats(const struct kube_client *k, struct kube_stats *out)
+{
+    *out = k->stats;
+}
+
+/* ---- helpers ------------------------------------------------------------- */
+
+char *kube_path(const char *group, const char *version, const char *ns, const char *plural, const char *name,
+                const char *sub)
+{
+    struct buf b;
+
+    buf_init(&b);
+    if (group == NULL || *group == '\0')
+        buf_printf(&b, "/api/%s", version);
+    else
+        buf_printf(&b, "/apis/%s/%s", group, version);
+    if (ns && *ns)
+        buf_printf(&b, "/namespaces/%s", ns);
+    buf_printf(&b, "/%s", plural);
+    if (name && *name)
+        buf_printf(&b, "/%s", name);
+    if (sub && *sub)
+        buf_printf(&b, "/%s", sub);
+    return buf_steal(&b);
+}
+
+void kube_query_escape(struct buf *b, const char *value)
+{
+    static const char hex[] = "0123456789ABCDEF";
+
+    for (const unsigned char *p = (const unsigned char *)value; *p; p++) {
+        if ((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9') || *p == '-' ||
+            *p == '_' || *p == '.' || *p == '~')
+            buf_putc(b, (char)*p);
+        else
+            buf_printf(b, "%%%c%c", hex[*p >> 4], hex[*p & 15]);
+    }
+}
+
+struct kube_req *kube_get(struct kube_client *k, const char *path, kube_response_cb cb, void *arg)
+{
+    struct kube_request_opts o = {.method = "GET", .path = path};
+    return kube_request(k, &o, cb, arg);
+}
+
+struct kube_req *kube_create(struct kube_client *k, const char *collection, const json_t *obj,
+                             kube_response_cb cb, void *arg)
+{
+    struct kube_request_opts o = {.method = "POST", .path = collection, .body = obj};
+    return kube_request(k, &o, cb, arg);
+}
+
+struct kube_req *kube_update(struct kube_client *k, const char *path, const json_t *obj, kube_response_cb cb,
+                             void *arg)
+{
+    struct kube_request_opts o = {.method = "PUT", .path = path, .body = obj};
+    return kube_request(k, &o, cb, arg);
+}
+
+struct kube_req *kube_patch(struct kube_client *k, const char *path, enum kube_patch type, const json_t *patch,
+                            kube_response_cb cb, void *arg)
+{
+    struct kube_request_opts o = {.method = "PATCH", .path = path, .body = patch, .patch = type};
+    return kube_request(k, &o, cb, arg);
+}
+
+struct kube_req *kube_apply(struct kube_client *k, const char *path, const json_t *obj, int force,
+                            kube_response_cb cb, void *arg)
+{
+    struct buf p;
+    struct kube_req *r;
+    struct kube_request_opts o = {.method = "PATCH", .body = obj, .patch = KUBE_PATCH_APPLY};
+
+    buf_init(&p);
+    buf_printf(&p, "%s%sfieldManager=highlander%s", path, strchr(path, '?') ? "&" : "?", force ? "&force=true" : "");
+    o.path = p.data;
+    r = kube_request(k, &o, cb, arg);
+    buf_free(&p);
+    return r;
+}
+
+struct kube_req *kube_delete(struct kube_client *k, const char *path, int grace_seconds, const char *propagation,
+                             const char *uid, const char *rv, kube_response_cb cb, void *arg)
+{
+    json_t *opts = json_pack("{s:s, s:s}", "apiVersion", "v1", "kind", "DeleteOptions");
+    struct kube_request_opts o = {.method = "DELETE", .path = path, .body = opts};
+    struct kube_req *r;
+
+    if (grace_seconds >= 0)
+        json_object_set_new(opts, "gracePeriodSeconds", json_integer(grace_seconds));
+    if (propagation)
+        json_object_set_new(opts, "propagationPolicy", json_string(propagation));
+    if (uid || rv) {
+        json_t *pre = json_object();
+        if (uid)
+            json_object_set_new(pre, "uid", json_string(uid));
+        if (rv)
+            json_object_set_new(pre, "resourceVersion", json_string(rv));
+        json_object_set_new(opts, "preconditions", pre);
+    }
+    r = kube_request(k, &o, cb, arg);
+    json_decref(opts);
+    return r;
+}
+
+/* ---- read-modify-write with conflict retries ----------------------------- */
+
+struct modify {
+    struct kube_client *k;
+    char *path;
+    kube_mutate_cb mutate;
+    kube_response_cb done;
+    void *arg;
+    int attempts;
+};
+
+static void modify_get(struct modify *m);
+
+static void modify_put_done(void *arg, const struct kube_response *res)
+{
+    struct modify *m = arg;
+
+    if (res->status == 409 && m->attempts < 8) {
+        /* Someone else wrote in between: read again and reapply. */
+        log_debug("kube", "PUT %s: conflict, retrying (%d)", m->path, m->attempts);
+        modify_get(m);
+        return;
+    }
+    m->done(m->arg, res);
+    free(m->path);
+    free(m);
+}
+
+static void modify_got(void *arg, const struct kube_response *res)
+{
+    struct modify *m = arg;
+    int rc;
+
+    if (res->status != 200 || !json_is_object(res->body)) {
+        m->done(m->arg, res);
+        free(m->path);
+        free(m);
+        return;
+    }
+    rc = m->mutate(m->arg, res->body);
+    if (rc != 0) {
+        /* Nothing to change: report the object as read. */
+        m->done(m->arg, res);
+        free(m->path);
+        free(m);
+        return;
+    }
+    kube_update(m->k, m->path, res->body, modify_put_done, m);
+}
+
+static void modify_get(struct modify *m)
+{
+    m->attempts++;
+    kube_get(m->k, m->path, modify_got, m);
+}
+
+void kube_modify(struct kube_client *k, const char *path, kube_mutate_cb mutate, kube_response_cb done, void *arg)
+{
+    struct modify *m = xcalloc(1, sizeof(*m));
+
+    m->k = k;
+    m->path = xstrdup(path);
+    m->mutate = mutate;
+    m->done = done;
+    m->arg = arg;
+    modify_get(m);
+}
