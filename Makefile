@@ -123,11 +123,11 @@ test-unit-asan:
 test-unit-valgrind: $(UNIT_BINS)
 	@sh test/run-unit.sh $(BUILD)/test valgrind
 
-test-system: $(BUILD)/highlander
+test-system: $(BUILD)/highlander tools
 	@HIGHLANDER_BIN=$(CURDIR)/$(BUILD)/highlander sh test/run-pytest.sh system -q test/system
 
 test-system-asan:
-	@$(MAKE) --no-print-directory SANITIZER=address all
+	@$(MAKE) --no-print-directory SANITIZER=address all tools
 	@HIGHLANDER_BIN=$(CURDIR)/build/address/highlander HIGHLANDER_ASAN=1 \
 		sh test/run-pytest.sh system-asan -q test/system -m "not perf"
 

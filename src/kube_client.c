@@ -664,7 +664,7 @@ struct kube_req *kube_request(struct kube_client *k, const struct kube_request_o
     r->cb = cb;
     r->arg = arg;
     buf_init(&r->resp);
-    r->due_ms = time_mono_ms();
+    r->due_ms = time_mono_ms() + (uint64_t)(o->delay_ms > 0 ? o->delay_ms : 0);
     insert_pending(k, r);
     /* Start from the loop, not from inside the caller's stack. */
     uv_timer_start(&k->queue_timer, on_queue_timer, 0, 0);
@@ -868,8 +868,9 @@ static void modify_put_done(void *arg, const struct kube_response *res)
 {
     struct modify *m = arg;
 
-    if (res->status == 409 && m->attempts < 8) {
-        /* Someone else wrote in between: read again and reapply. */
+    if (res->status == 409 && m->attempts < 16) {
+        /* Someone else wrote in between: read again and reapply, after a
+         * pause that spreads competing writers apart. */
         log_debug("kube", "PUT %s: conflict, retrying (%d)", m->path, m->attempts);
         modify_get(m);
         return;
@@ -903,8 +904,14 @@ static void modify_got(void *arg, const struct kube_response *res)
 
 static void modify_get(struct modify *m)
 {
+    struct kube_request_opts o = {.method = "GET", .path = m->path};
+
+    if (m->attempts > 0) {
+        int base = 10 << (m->attempts < 5 ? m->attempts : 5);
+        o.delay_ms = base / 2 + rand() % (base / 2 + 1);
+    }
     m->attempts++;
-    kube_get(m->k, m->path, modify_got, m);
+    kube_request(m->k, &o, modify_got, m);
 }
 
 void kube_modify(struct kube_client *k, const char *path, kube_mutate_cb mutate, kube_response_cb done, void *arg)

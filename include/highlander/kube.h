@@ -97,6 +97,7 @@ struct kube_request_opts {
     int timeout_ms;           /* 0: the client default; watches pass their own */
     int no_retry;             /* e.g. watches: the informer handles failures */
     kube_chunk_cb on_chunk;   /* stream the body instead of buffering it */
+    int delay_ms;             /* start no sooner than this from now */
 };
 
 struct kube_client *kube_client_new(uv_loop_t *loop, const struct kube_config *cfg,
@@ -137,7 +138,8 @@ struct kube_req *kube_delete(struct kube_client *k, const char *path, int grace_
 
 /* Read-modify-write: GET path, let mutate change the object in place
  * (return non-zero to skip the write), PUT it with its resourceVersion as
- * the precondition; on 409 Conflict read and mutate again (up to 8 times).
+ * the precondition; on 409 Conflict read and mutate again after a short
+ * jittered pause (up to 16 times).
  * done gets the final response. */
 typedef int (*kube_mutate_cb)(void *arg, json_t *obj);
 void kube_modify(struct kube_client *k, const char *path, kube_mutate_cb mutate, kube_response_cb done, void *arg);

@@ -198,16 +198,32 @@ class Kube:
             self.apiserver_argv = open("/proc/%d/cmdline" % pid, "rb").read().split(b"\0")[:-1]
         argv = list(self.apiserver_argv) + [a.encode() for a in extra_args]
         cwd = os.readlink("/proc/%d/cwd" % pid)
+        port = int([a for a in argv if a.startswith(b"--secure-port=")][0].split(b"=")[1])
         os.kill(pid, signal.SIGKILL)
-        for _ in range(100):
-            if not os.path.exists("/proc/%d" % pid) or open("/proc/%d/stat" % pid).read().split()[2] == "Z":
+        deadline = time.time() + 30
+        while time.time() < deadline:
+            try:
+                if open("/proc/%d/stat" % pid).read().split()[2] == "Z":
+                    break
+            except OSError:
                 break
+            time.sleep(0.05)
+        # The port must be free before the new process binds it.
+        while time.time() < deadline:
+            with socket.socket() as s:
+                if s.connect_ex(("127.0.0.1", port)) != 0:
+                    break
             time.sleep(0.05)
         time.sleep(down_seconds)
         log = open(os.path.join(self.dir, "logs", "kube-apiserver.log"), "ab")
-        p = subprocess.Popen(argv, cwd=cwd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-        with open(pidfile, "w") as f:
-            f.write(str(p.pid))
+        for attempt in range(3):
+            p = subprocess.Popen(argv, cwd=cwd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+            with open(pidfile, "w") as f:
+                f.write(str(p.pid))
+            time.sleep(1.0)
+            if p.poll() is None:
+                break
+            time.sleep(1.0)  # it could not bind yet: try again
         self.wait_ready()
 
     def wait_ready(self, timeout=60):
