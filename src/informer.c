@@ -2,6 +2,7 @@
 #include "highlander/informer.h"
 #include "highlander/log.h"
 
+#include <malloc.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -128,6 +129,13 @@ static const char *meta_str(json_t *obj, const char *key)
     return json_string_value(json_object_get(json_object_get(obj, "metadata"), key));
 }
 
+/* The cache keeps what controllers read; managedFields (often the larger
+ * part of an object) is dropped, as client-go's transforms commonly do. */
+static void trim_object(json_t *obj)
+{
+    json_object_del(json_object_get(obj, "metadata"), "managedFields");
+}
+
 static void obj_key(json_t *obj, char *out, size_t outlen)
 {
     const char *ns = meta_str(obj, "namespace"), *name = meta_str(obj, "name");
@@ -218,6 +226,9 @@ static void finish_list(struct informer *inf, const char *rv)
             inf->h.deleted(inf->ctx, v);
     }
     json_decref(old);
+    /* A large LIST leaves freed pages behind in the allocator; give them
+     * back so the resident size reflects the cache. */
+    malloc_trim(0);
     inf->synced = 1;
     if (inf->h.synced && !inf->stopping)
         inf->h.synced(inf->ctx);
@@ -253,6 +264,7 @@ static void on_list(void *arg, const struct kube_response *res)
     items = json_object_get(res->body, "items");
     json_array_foreach(items, i, item) {
         char key[512];
+        trim_object(item);
         obj_key(item, key, sizeof(key));
         json_object_set(inf->pages, key, item);
     }
@@ -305,6 +317,7 @@ static void apply_event(struct informer *inf, const char *type, json_t *obj)
     }
     inf->stats.events++;
     inf->watch_events++;
+    trim_object(obj);
     obj_key(obj, key, sizeof(key));
     if (strcmp(type, "ADDED") == 0 || strcmp(type, "MODIFIED") == 0) {
         json_t *old = json_incref(json_object_get(inf->cache, key));

@@ -11,12 +11,12 @@ mkdir -p "$out"
 make -s third_party/llhttp/llhttp.h
 CC=clang
 FLAGS="-g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined -std=c11 -D_GNU_SOURCE -Iinclude -Ithird_party/llhttp"
-LIBSRC="src/util.c src/log.c src/duration.c src/config.c src/config_yaml.c src/config_validate.c src/config_dump.c src/http_session.c third_party/llhttp/llhttp.c third_party/llhttp/api.c third_party/llhttp/http.c"
+LIBSRC="src/util.c src/log.c src/duration.c src/config.c src/config_yaml.c src/config_validate.c src/config_dump.c src/http_session.c src/kube_config.c src/kube_client.c src/informer.c src/yaml_json.c third_party/llhttp/llhttp.c third_party/llhttp/api.c third_party/llhttp/http.c"
 total=0
 for t in "$@"; do
     bin=$out/fuzz_$t
     # shellcheck disable=SC2086
-    $CC $FLAGS -o "$bin" "test/fuzz/fuzz_$t.c" $LIBSRC -lcyaml -lyaml -ljansson
+    $CC $FLAGS -o "$bin" "test/fuzz/fuzz_$t.c" $LIBSRC -lcyaml -lyaml -ljansson -lcurl -luv
     mkdir -p "$out/corpus-$t"
     cp -n test/fuzz/corpus/"$t"/* "$out/corpus-$t/" 2>/dev/null || true
     echo "fuzz $t: ${seconds}s"
