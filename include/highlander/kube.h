@@ -154,3 +154,19 @@ void kube_client_stats(const struct kube_client *k, struct kube_stats *out);
 void kube_status_from_body(long http_status, const char *raw, size_t len, struct kube_status *st);
 
 #endif
+
+/* ---- events -------------------------------------------------------------- */
+
+/*
+ * Posts core/v1 Events about objects.  Repeats of the same (object, type,
+ * reason, message) within ten minutes update the existing Event's count
+ * and lastTimestamp instead of creating a new one, as kubectl and
+ * client-go's recorder do.  At most 256 distinct events are remembered.
+ */
+struct kube_events;
+
+struct kube_events *kube_events_new(struct kube_client *k, const char *component, const char *instance);
+void kube_events_free(struct kube_events *e);
+/* involved: the object (its apiVersion, kind and metadata are used). */
+void kube_events_post(struct kube_events *e, const json_t *involved, const char *type, const char *reason,
+                      const char *fmt, ...) HL_PRINTF(5, 6);

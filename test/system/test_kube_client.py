@@ -166,3 +166,18 @@ def test_rate_limit_is_honoured(kube):
                           check=True)
     secs = float(out.split()[4])
     assert 1.8 <= secs <= 3.0, out
+
+
+def test_events_aggregate_repeats(kube):
+    import json
+    ns = kube.namespace("t-events")
+    kube.kubectl("-n", ns, "create", "configmap", "subject")
+    rc, out = kube.driver("event", ns, "subject", "7", check=True)
+    evs = json.loads(kube.kubectl("-n", ns, "get", "events", "--field-selector", "involvedObject.name=subject",
+                                  "-o", "json"))["items"]
+    assert len(evs) == 1, evs
+    e = evs[0]
+    assert e["count"] == 7
+    assert e["type"] == "Warning" and e["reason"] == "InvalidSpec"
+    assert e["involvedObject"]["kind"] == "ConfigMap" and e["involvedObject"]["uid"]
+    assert e["source"]["component"] == "highlander"

@@ -13,6 +13,7 @@
  *   burst PATH N                   N GETs at once: elapsed time and rate
  *   create-many NS N [PREFIX]      N ConfigMaps at once (use --qps/--burst)
  *   update-many NS N [PREFIX]      a merge patch to each of them at once
+ *   event NS NAME N                the same Warning event about ConfigMap NAME, N times
  */
 #include <signal.h>
 #include <stdio.h>
@@ -340,6 +341,39 @@ static void many(const char *ns, int n, const char *prefix, int update)
     free(coll);
 }
 
+/* ---- events -------------------------------------------------------------- */
+
+static struct kube_events *events;
+
+static int event_repeats;
+static uv_timer_t event_timer;
+
+static void event_finish(uv_timer_t *t)
+{
+    uv_close((uv_handle_t *)t, NULL);
+    printf("posted %d\n", event_repeats);
+    kube_events_free(events);
+    events = NULL;
+    finish_all();
+}
+
+static void event_got(void *arg, const struct kube_response *res)
+{
+    (void)arg;
+    if (res->status != 200) {
+        print_res("get", res);
+        exit_code = 1;
+        finish_all();
+        return;
+    }
+    events = kube_events_new(client, "highlander", "driver-host");
+    for (int i = 0; i < event_repeats; i++)
+        kube_events_post(events, res->body, "Warning", "InvalidSpec", "spec.image: image is required");
+    /* Give the create and the aggregated count update time to land. */
+    uv_timer_init(loop, &event_timer);
+    uv_timer_start(&event_timer, event_finish, 1500, 0);
+}
+
 static void on_sigterm(uv_signal_t *s, int sig)
 {
     (void)s;
@@ -449,6 +483,11 @@ int main(int argc, char **argv)
         burst_start = time_mono_ms();
         for (int n = 0; n < burst_total; n++)
             kube_get(client, argv[i + 1], burst_done, NULL);
+    } else if (strcmp(argv[i], "event") == 0 && i + 3 < argc) {
+        char *path = kube_path("", "v1", argv[i + 1], "configmaps", argv[i + 2], NULL);
+        event_repeats = atoi(argv[i + 3]);
+        kube_get(client, path, event_got, NULL);
+        free(path);
     } else if ((strcmp(argv[i], "create-many") == 0 || strcmp(argv[i], "update-many") == 0) && i + 2 < argc) {
         many(argv[i + 1], atoi(argv[i + 2]), i + 3 < argc ? argv[i + 3] : "cm", argv[i][0] == 'u');
     } else {
