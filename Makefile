@@ -25,7 +25,7 @@ WARN += -Werror
 endif
 
 GIT_REV := $(shell git rev-parse --short HEAD 2>/dev/null || echo unknown)
-CPPFLAGS += -Iinclude -Ithird_party/llhttp -D_GNU_SOURCE \
+CPPFLAGS += -Iinclude -Ithird_party/llhttp -D_GNU_SOURCE $(shell pkg-config --cflags libpq 2>/dev/null) \
             -DHIGHLANDER_VERSION='"$(VERSION)"' -DHIGHLANDER_GIT_REV='"$(GIT_REV)"'
 CFLAGS ?= $(OPTIMIZATION) -g
 CFLAGS += -std=c11 -fno-strict-aliasing -MMD -MP

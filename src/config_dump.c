@@ -52,6 +52,11 @@ char *config_mask_url(const char *url)
     }
     colon = memchr(rest, ':', (size_t)(at - rest));
     buf_init(&b);
+    if (colon == NULL && strncmp(url, "redis", 5) != 0) {
+        /* postgres://user@host: a user name alone is no secret. */
+        buf_puts(&b, url);
+        return buf_steal(&b);
+    }
     if (colon == NULL) {
         /* user@host: the single userinfo part may be a password (redis). */
         buf_append(&b, url, (size_t)(rest - url));

@@ -141,15 +141,22 @@ int main(int argc, char **argv)
         m = lease_module_ops;
         m.ctx = lease;
         app_add_module(app, &m);
+    } else if (cfg->storage_type == STORAGE_DB) {
+        char *addr = config_mask_url(cfg->database_url);
+        status_set_str(&status.store_address, addr);
+        free(addr);
+        lease = lease_new(&loop, cfg, &status, metrics, lease_pg_new(&loop, cfg));
+        m = lease_module_ops;
+        m.ctx = lease;
+        app_add_module(app, &m);
     } else {
-        log_error("main", "storageType %s is not available in this build yet", storage_type_name(cfg->storage_type));
-        app_set_exit_code(app, 2);
-        app_free(app);
-        metrics_free(metrics);
-        status_free(&status);
-        config_free(cfg);
-        uv_loop_close(&loop);
-        return 2;
+        char *addr = xasprintf("lease %s/highlander-%s", cfg->namespace, cfg->tenant);
+        status_set_str(&status.store_address, addr);
+        free(addr);
+        lease = lease_new(&loop, cfg, &status, metrics, lease_k8s_new(&loop, cfg));
+        m = lease_module_ops;
+        m.ctx = lease;
+        app_add_module(app, &m);
     }
 
     rc = app_run(app);

@@ -99,5 +99,9 @@ extern const struct module lease_module_ops;
 
 /* The Redis backend (lease_redis.c). */
 struct lease_backend *lease_redis_new(uv_loop_t *loop, const struct config *cfg);
+/* The PostgreSQL backend (lease_pg.c). */
+struct lease_backend *lease_pg_new(uv_loop_t *loop, const struct config *cfg);
+/* The Kubernetes Lease backend (lease_k8s.c). */
+struct lease_backend *lease_k8s_new(uv_loop_t *loop, const struct config *cfg);
 
 #endif

@@ -189,6 +189,34 @@ class Kube:
                                timeout=10).read()
         return rev
 
+    def stop_apiserver(self):
+        pidfile = os.path.join(self.dir, "pids", "kube-apiserver.pid")
+        pid = int(open(pidfile).read().strip())
+        if not hasattr(self, "apiserver_argv"):
+            self.apiserver_argv = open("/proc/%d/cmdline" % pid, "rb").read().split(b"\0")[:-1]
+            self.apiserver_cwd = os.readlink("/proc/%d/cwd" % pid)
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        self.apiserver_stopped = True
+
+    def start_apiserver(self):
+        if not getattr(self, "apiserver_stopped", False):
+            return
+        self.apiserver_stopped = False
+        pidfile = os.path.join(self.dir, "pids", "kube-apiserver.pid")
+        log = open(os.path.join(self.dir, "logs", "kube-apiserver.log"), "ab")
+        for attempt in range(10):
+            p = subprocess.Popen(self.apiserver_argv, cwd=self.apiserver_cwd, stdout=log, stderr=subprocess.STDOUT,
+                                 start_new_session=True)
+            with open(pidfile, "w") as f:
+                f.write(str(p.pid))
+            time.sleep(1.0)
+            if p.poll() is None:
+                break
+        self.wait_ready()
+
     def restart_apiserver(self, down_seconds=0.0, extra_args=()):
         """Kills kube-apiserver and starts it again with its original
         arguments plus extra_args."""

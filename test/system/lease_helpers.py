@@ -113,8 +113,9 @@ def mono_ns():
 class Cluster:
     """N replicas of one tenant on one Redis, sharing a leadership log."""
 
-    def __init__(self, factory, redis, n=3, tenant="default", extra_env=None, log_path=None):
+    def __init__(self, factory, redis, n=3, tenant="default", extra_env=None, log_path=None, store=None):
         self.redis = redis
+        self.store = store
         self.log_path = log_path or os.path.join(tempfile.mkdtemp(prefix="hl-lead-"), "leadership.log")
         self.replicas = []
         self.factory = factory
@@ -125,8 +126,12 @@ class Cluster:
 
     def add(self, rid, override=None):
         env = dict(LEASE_ENV)
-        env.update({"HIGHLANDER_ID": rid, "HIGHLANDER_REDIS_ADDR": "127.0.0.1:%d" % self.redis.port,
-                    "HIGHLANDER_TENANT": self.tenant, "HIGHLANDER_LEADERSHIP_LOG": self.log_path})
+        env.update({"HIGHLANDER_ID": rid, "HIGHLANDER_TENANT": self.tenant,
+                    "HIGHLANDER_LEADERSHIP_LOG": self.log_path})
+        if self.store is not None:
+            env.update(self.store.env())
+        else:
+            env["HIGHLANDER_REDIS_ADDR"] = "127.0.0.1:%d" % self.redis.port
         env.update(self.extra_env)
         env.update(override or {})
         c = self.factory(env=env)
@@ -160,3 +165,118 @@ class Cluster:
 
     def check(self):
         return check_no_overlap(self.log_path)
+
+
+class PgServer:
+    """A real PostgreSQL server: initdb in a temporary folder, loopback port.
+    PostgreSQL refuses to run as root, so it runs as the postgres user when
+    the tests run as root."""
+
+    def __init__(self):
+        import glob
+        bins = sorted(glob.glob("/usr/lib/postgresql/*/bin"))
+        assert bins, "PostgreSQL is required: make deps"
+        self.bin = bins[-1]
+        self.port = free_port()
+        self.dir = tempfile.mkdtemp(prefix="hl-pg-")
+        self.prefix = []
+        if os.getuid() == 0:
+            shutil.chown(self.dir, "postgres")
+            self.prefix = ["runuser", "-u", "postgres", "--"]
+        subprocess.run(self.prefix + [os.path.join(self.bin, "initdb"), "-D", os.path.join(self.dir, "data"),
+                                      "-A", "trust", "-U", "postgres"], check=True, capture_output=True)
+        self.proc = None
+        self.start()
+
+    def start(self):
+        self.log = open(os.path.join(self.dir, "log"), "ab")
+        self.proc = subprocess.Popen(self.prefix + [os.path.join(self.bin, "postgres"), "-D",
+                                                    os.path.join(self.dir, "data"), "-p", str(self.port), "-k",
+                                                    self.dir, "-h", "127.0.0.1", "-c", "fsync=off"],
+                                     stdout=self.log, stderr=subprocess.STDOUT)
+        deadline = time.time() + 30
+        while time.time() < deadline:
+            with socket.socket() as s:
+                if s.connect_ex(("127.0.0.1", self.port)) == 0:
+                    time.sleep(0.3)
+                    return
+            time.sleep(0.05)
+        raise AssertionError("postgres did not start")
+
+    def url(self):
+        return "postgres://postgres@127.0.0.1:%d/postgres" % self.port
+
+    def sql(self, q):
+        out = subprocess.run(["psql", "-h", "127.0.0.1", "-p", str(self.port), "-U", "postgres", "-tA", "-c", q],
+                             capture_output=True, timeout=10)
+        return out.stdout.decode().strip()
+
+    def kill(self):
+        if self.proc and self.proc.poll() is None:
+            subprocess.run(self.prefix + [os.path.join(self.bin, "pg_ctl"), "-D", os.path.join(self.dir, "data"),
+                                          "stop", "-m", "immediate"], capture_output=True)
+            self.proc.wait(10)
+        self.log.close()
+
+    def stop(self):
+        self.kill()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+class RedisStore:
+    name = "redis"
+
+    def __init__(self):
+        self.server = RedisServer()
+
+    def env(self):
+        return {"HIGHLANDER_REDIS_ADDR": "127.0.0.1:%d" % self.server.port}
+
+    def kill(self):
+        self.server.kill()
+
+    def start(self):
+        self.server.start()
+
+    def stop(self):
+        self.server.stop()
+
+
+class PgStore:
+    name = "db"
+
+    def __init__(self):
+        self.server = PgServer()
+
+    def env(self):
+        return {"HIGHLANDER_STORAGE_TYPE": "db", "HIGHLANDER_DATABASE_URL": self.server.url()}
+
+    def kill(self):
+        self.server.kill()
+
+    def start(self):
+        self.server.start()
+
+    def stop(self):
+        self.server.stop()
+
+
+class LeaseStore:
+    name = "lease"
+
+    def __init__(self, kube, ns):
+        self.kube = kube
+        self.ns = ns
+
+    def env(self):
+        return {"HIGHLANDER_STORAGE_TYPE": "lease", "HIGHLANDER_KUBECONFIG": self.kube.kubeconfig,
+                "HIGHLANDER_NAMESPACE": self.ns}
+
+    def kill(self):
+        self.kube.stop_apiserver()
+
+    def start(self):
+        self.kube.start_apiserver()
+
+    def stop(self):
+        self.kube.start_apiserver()
