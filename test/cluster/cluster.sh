@@ -10,7 +10,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
-NAME=${HIGHLANDER_CLUSTER_NAME_LOCAL:-highlander}
+# One cluster per checkout, so that two clones on one machine (a developer's
+# tree and a CI clone, say) never share or delete each other's cluster.
+NAME=${HIGHLANDER_KWOK_CLUSTER:-hl-$(pwd -P | md5sum | cut -c1-8)}
 CACHE=${HIGHLANDER_CACHE:-$HOME/.cache/highlander}
 export KWOK_WORKDIR=${KWOK_WORKDIR:-$CACHE/kwok}
 NODES=${HIGHLANDER_CLUSTER_NODES:-2}
