@@ -1,0 +1,70 @@
+"""The RBAC in manifests/ and in the Helm chart is enough for what the code
+does: a controller running with only the service account's token (from
+manifests/rbac.yaml, then from the rendered chart) leads through a
+Kubernetes Lease."""
+import os
+import subprocess
+import time
+
+import pytest
+
+from conftest import ROOT
+
+pytestmark = pytest.mark.cluster
+
+
+def token_kubeconfig(kube, tmp_path, sa, ns):
+    import json
+    cfg = json.loads(kube.kubectl("config", "view", "--raw", "-o", "json"))
+    cluster = cfg["clusters"][0]["cluster"]
+    token = kube.kubectl("-n", ns, "create", "token", sa, "--duration=1h").strip()
+    path = tmp_path / ("%s.kubeconfig" % sa)
+    ca = cluster.get("certificate-authority")
+    path.write_text("apiVersion: v1\nkind: Config\ncurrent-context: sa\nclusters:\n- name: c\n  cluster:\n"
+                    "    server: %s\n    certificate-authority: %s\nusers:\n- name: u\n  user:\n    token: %s\n"
+                    "contexts:\n- name: sa\n  context: {cluster: c, user: u, namespace: %s}\n"
+                    % (cluster["server"], ca, token, ns))
+    return str(path)
+
+
+def lead_with(controller_factory, kubeconfig, ns):
+    c = controller_factory(env={"HIGHLANDER_STORAGE_TYPE": "lease", "HIGHLANDER_KUBECONFIG": kubeconfig,
+                                "HIGHLANDER_NAMESPACE": ns, "HIGHLANDER_ID": "rbac-test",
+                                "HIGHLANDER_TENANT": "rbac-" + os.path.basename(kubeconfig).split(".")[0]})
+    deadline = time.time() + 15
+    while time.time() < deadline:
+        if c.get_json("/status")[1]["data"]["isLeader"]:
+            break
+        time.sleep(0.1)
+    assert c.get_json("/status")[1]["data"]["isLeader"], c.log()[-3000:]
+    assert "forbidden" not in c.log().lower(), c.log()[-3000:]
+    assert c.terminate() == 0
+    assert "released the lease" in c.log()
+
+
+def test_manifest_rbac_allows_the_lease_store(kube, controller_factory, tmp_path):
+    kube.kubectl("apply", "-f", os.path.join(ROOT, "manifests/namespace.yaml"))
+    kube.kubectl("apply", "-f", os.path.join(ROOT, "manifests/rbac.yaml"))
+    lead_with(controller_factory, token_kubeconfig(kube, tmp_path, "highlander", "highlander"), "highlander")
+
+
+def test_chart_rbac_allows_the_lease_store(kube, controller_factory, tmp_path):
+    helm = subprocess.run(["bash", os.path.join(ROOT, "test/cluster/build-helm.sh")], capture_output=True,
+                          check=True).stdout.decode().strip()
+    subprocess.run([helm, "lint", os.path.join(ROOT, "helm/highlander")], check=True, capture_output=True)
+    kube.kubectl("create", "namespace", "hl-chart", check=False)
+    rendered = subprocess.run([helm, "template", "hlchart", os.path.join(ROOT, "helm/highlander"), "-n", "hl-chart"],
+                              check=True, capture_output=True).stdout
+    kube.kubectl("apply", "-f", "-", input=rendered)
+    lead_with(controller_factory, token_kubeconfig(kube, tmp_path, "hlchart", "hl-chart"), "hl-chart")
+
+
+def test_without_rbac_the_lease_store_is_refused(kube, controller_factory, tmp_path):
+    kube.kubectl("create", "namespace", "hl-norbac", check=False)
+    kube.kubectl("-n", "hl-norbac", "create", "serviceaccount", "nobody", check=False)
+    kc = token_kubeconfig(kube, tmp_path, "nobody", "hl-norbac")
+    c = controller_factory(env={"HIGHLANDER_STORAGE_TYPE": "lease", "HIGHLANDER_KUBECONFIG": kc,
+                                "HIGHLANDER_NAMESPACE": "hl-norbac", "HIGHLANDER_ID": "x"})
+    time.sleep(3.0)
+    assert c.get_json("/status")[1]["data"]["isLeader"] is False
+    assert c.get("/readyz")[0] == 503
