@@ -194,6 +194,7 @@ class Kube:
         pid = int(open(pidfile).read().strip())
         if not hasattr(self, "apiserver_argv"):
             self.apiserver_argv = open("/proc/%d/cmdline" % pid, "rb").read().split(b"\0")[:-1]
+        if not hasattr(self, "apiserver_cwd"):
             self.apiserver_cwd = os.readlink("/proc/%d/cwd" % pid)
         try:
             os.kill(pid, signal.SIGKILL)
