@@ -3,7 +3,7 @@
 #   make                      build/highlander
 #   make SANITIZER=address    instrumented build in build/address/
 #   make deps | test | test-unit | test-system | bench | fuzz | clean
-#   make demo | demo-stop | cluster-up | cluster-down
+#   make cluster-up | cluster-down
 
 VERSION := 0.1.0
 OPTIMIZATION ?= -O2
@@ -52,7 +52,7 @@ UNIT_SRCS := $(sort $(wildcard test/unit/test_*.c))
 UNIT_BINS := $(UNIT_SRCS:test/unit/%.c=$(BUILD)/test/%)
 
 .PHONY: all tools deps clean test test-unit test-unit-asan test-unit-valgrind test-system \
-        test-system-asan bench fuzz demo demo-stop cluster-up cluster-down check-tree
+        test-system-asan bench fuzz cluster-up cluster-down
 
 all: $(BUILD)/highlander
 
@@ -148,6 +148,8 @@ fuzz-check:
 bench: $(BUILD)/highlander
 	@sh bench/http/run.sh $(BUILD)/highlander
 	@python3 bench/failover/run.py $(BUILD)/highlander 20
+	@$(MAKE) --no-print-directory tools
+	@python3 bench/watch/run.py $(BUILD)/tools
 
 cluster-up:
 	@bash test/cluster/cluster.sh up

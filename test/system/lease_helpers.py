@@ -33,7 +33,8 @@ class RedisServer:
         deadline = time.time() + 10
         while time.time() < deadline:
             try:
-                if self.cmd("PING") in ("PONG", "NOAUTH Authentication required."):
+                if self.cmd("PING") in ("PONG", "NOAUTH Authentication required.") or \
+                        self.cmd("PING").startswith("NOAUTH"):
                     return
             except OSError:
                 time.sleep(0.05)
@@ -41,8 +42,12 @@ class RedisServer:
 
     def cmd(self, *args):
         exe = shutil.which("redis-cli")
-        out = subprocess.run([exe, "-p", str(self.port), "--raw"] + [str(a) for a in args],
-                             capture_output=True, timeout=5)
+        opts, args = list(args), []
+        # Leading redis-cli options (--user, --pass, -n) go before the command.
+        while opts and str(opts[0]).startswith("-"):
+            args += [str(opts.pop(0)), str(opts.pop(0))]
+        out = subprocess.run([exe, "-p", str(self.port), "--raw", "--no-auth-warning"] + args +
+                             [str(a) for a in opts], capture_output=True, timeout=5)
         if out.returncode != 0 or out.stdout.startswith(b"Could not connect"):
             raise OSError(out.stderr.decode() or out.stdout.decode())
         return out.stdout.decode().strip()

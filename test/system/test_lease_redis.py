@@ -175,3 +175,19 @@ def test_wrong_password_is_reported(controller_factory):
         assert "wrong-secret" not in c.log()
     finally:
         r.stop()
+
+
+def test_acl_username_and_database_index(controller_factory):
+    """An ACL user with a password and a non-zero database, from a redis:// URL."""
+    r = RedisServer(extra=["--user", "default", "off", "--user", "hl", "on", ">hl-pass", "~*", "&*", "+@all"])
+    try:
+        c = controller_factory(env={"HIGHLANDER_REDIS_ADDR": "redis://hl:hl-pass@127.0.0.1:%d/3" % r.port})
+        deadline = time.time() + 5
+        while time.time() < deadline and not c.get_json("/status")[1]["data"]["isLeader"]:
+            time.sleep(0.05)
+        assert c.get_json("/status")[1]["data"]["isLeader"] is True
+        out = r.cmd("--user", "hl", "--pass", "hl-pass", "-n", "3", "EXISTS", "highlander-leader-lock:default")
+        assert out.endswith("1")
+        assert "hl-pass" not in c.log()
+    finally:
+        r.stop()
