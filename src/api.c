@@ -49,8 +49,50 @@ static json_t *status_json(struct api *api)
 {
     const char *reason;
     int ready = app_ready(api->app, &reason);
+    json_t *o = status_to_json(api->status, app_state(api->app), ready);
 
-    return status_to_json(api->status, app_state(api->app), ready);
+    json_object_set_new(o, "workloadStatus", workload_mgr_summary_json(api->workloads));
+    return o;
+}
+
+static void h_workloads(void *ctx, const struct http_request *req, struct http_response *res)
+{
+    struct api *api = ctx;
+
+    send_data(res, workload_mgr_list_json(api->workloads));
+}
+
+static void h_workload(void *ctx, const struct http_request *req, struct http_response *res)
+{
+    struct api *api = ctx;
+    const char *name = req->path + strlen("/api/workloads/");
+    char ns[256];
+    json_t *w;
+
+    if (*name == '\0' || strchr(name, '/')) {
+        http_respond_error(res, 404, "not found");
+        return;
+    }
+    w = workload_mgr_get_json(api->workloads, name, http_query_get(req, "namespace", ns, sizeof(ns)) == 0 ? ns : NULL);
+    if (w == NULL) {
+        http_respond_error(res, 404, "workload not found");
+        return;
+    }
+    send_data(res, w);
+}
+
+static void h_workload_names(void *ctx, const struct http_request *req, struct http_response *res)
+{
+    struct api *api = ctx;
+
+    send_data(res, workload_mgr_names_json(api->workloads));
+}
+
+static void h_pods(void *ctx, const struct http_request *req, struct http_response *res)
+{
+    struct api *api = ctx;
+
+    send_data(res, workload_mgr_pods_json(api->workloads));
 }
 
 static void h_status(void *ctx, const struct http_request *req, struct http_response *res)
@@ -129,6 +171,10 @@ static const struct http_route routes[] = {
     {"/api/status", HTTP_M_GET, 0, 1, h_status},
     {"/api/dbinfo", HTTP_M_GET, 0, 1, h_dbinfo},
     {"/debug/status", HTTP_M_GET, 0, 1, h_debug_status},
+    {"/api/workloads", HTTP_M_GET, 0, 1, h_workloads},
+    {"/api/workloads/", HTTP_M_GET, 1, 1, h_workload},
+    {"/api/workload-names", HTTP_M_GET, 0, 1, h_workload_names},
+    {"/api/pods", HTTP_M_GET, 0, 1, h_pods},
 };
 
 static void collect_state(struct metrics *m, void *ctx)

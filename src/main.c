@@ -10,6 +10,7 @@
 #include "highlander/loopstat.h"
 #include "highlander/metrics.h"
 #include "highlander/status.h"
+#include "highlander/workloads.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -80,6 +81,7 @@ int main(int argc, char **argv)
     struct loopstat_module lsm;
     struct module m;
     struct lease *lease = NULL;
+    struct workload_mgr *workloads = NULL;
     uv_loop_t loop;
     int rc;
 
@@ -159,9 +161,20 @@ int main(int argc, char **argv)
         app_add_module(app, &m);
     }
 
+    /* Workloads plug in after the lease, so they stop before it: in a
+     * shutdown the leader stops its work, then releases the lease. */
+    workloads = workload_mgr_new(&loop, cfg, &status, metrics, lease);
+    if (workloads) {
+        m = workload_module_ops;
+        m.ctx = workloads;
+        app_add_module(app, &m);
+        api.workloads = workloads;
+    }
+
     rc = app_run(app);
 
     app_free(app);
+    workload_mgr_free(workloads);
     lease_free(lease);
     metrics_free(metrics);
     status_free(&status);

@@ -11,6 +11,7 @@
 #include "highlander/loopstat.h"
 #include "highlander/metrics.h"
 #include "highlander/status.h"
+#include "highlander/workloads.h"
 
 struct api {
     struct app *app;
@@ -23,6 +24,7 @@ struct api {
     const char *bind_host;
     int port;
     struct metric *controller_state;
+    struct workload_mgr *workloads;   /* NULL when not managing workloads */
 };
 
 /* All pointers must outlive the api; token may be NULL (no protection). */

@@ -1,0 +1,32 @@
+/*
+ * The workload manager: keeps the configured and custom-resource workloads
+ * running while this replica leads.  A module; see docs/workloads.md.
+ */
+#ifndef HIGHLANDER_WORKLOADS_H
+#define HIGHLANDER_WORKLOADS_H
+
+#include <jansson.h>
+
+#include "highlander/app.h"
+#include "highlander/config.h"
+#include "highlander/lease.h"
+#include "highlander/metrics.h"
+#include "highlander/status.h"
+
+struct workload_mgr;
+
+/* Returns NULL (with a warning logged) when no Kubernetes configuration is
+ * available; everything else then runs without workloads. */
+struct workload_mgr *workload_mgr_new(uv_loop_t *loop, const struct config *cfg, struct status *st,
+                                      struct metrics *m, struct lease *lease);
+void workload_mgr_free(struct workload_mgr *w);
+extern const struct module workload_module_ops;
+
+/* JSON views for the API (new references). */
+json_t *workload_mgr_list_json(struct workload_mgr *w);
+json_t *workload_mgr_get_json(struct workload_mgr *w, const char *name, const char *ns);
+json_t *workload_mgr_names_json(struct workload_mgr *w);
+json_t *workload_mgr_pods_json(struct workload_mgr *w);
+json_t *workload_mgr_summary_json(struct workload_mgr *w);
+
+#endif

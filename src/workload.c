@@ -1,0 +1,954 @@
+/*
+ * The workload manager.
+ *
+ * Sources: the config file's workloads and, live, custom resources of the
+ * four kinds (informers over all namespaces).  Objects it made are watched
+ * through informers selected by managed-by=k8-highlander.  Informers run
+ * on every replica (reads only), so a new leader starts with warm caches;
+ * only the leader writes, and it checks its authority (lease_check) before
+ * every write.
+ *
+ * A work queue holds workload keys with a due time; changes to a resource
+ * or to an object it owns, a periodic resync and retries (5 ms doubling to
+ * 5 min per key) put keys in it.  At most eight reconciles run at once and
+ * never two for one key.  Reconcile builds the desired objects, creates
+ * what is missing, adopts what matches (same spec hash), updates in place
+ * what differs (a Pod, whose spec is immutable, is deleted first and made
+ * again only once it is gone), and never touches an object that carries a
+ * larger fencing token than ours.
+ */
+#include "highlander/workloads.h"
+#include "highlander/informer.h"
+#include "highlander/kube.h"
+#include "highlander/log.h"
+#include "workload.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define MAX_IN_FLIGHT 8
+#define RETRY_MIN_MS 5
+#define RETRY_MAX_MS (5 * 60 * 1000)
+#define RESYNC_MS 30000
+
+static const char *const cr_plurals[WORKLOAD_TYPE_COUNT] = {"workloadprocesses", "workloadcronjobs",
+                                                            "workloadservices", "workloadpersistents"};
+static const char *const cr_kinds[WORKLOAD_TYPE_COUNT] = {"WorkloadProcess", "WorkloadCronJob", "WorkloadService",
+                                                          "WorkloadPersistent"};
+
+enum obj_kind { OBJ_PODS, OBJ_CRONJOBS, OBJ_DEPLOYMENTS, OBJ_STATEFULSETS, OBJ_SERVICES, OBJ_COUNT };
+static const struct {
+    const char *group, *version, *plural;
+} obj_types[OBJ_COUNT] = {
+    {"", "v1", "pods"}, {"batch", "v1", "cronjobs"}, {"apps", "v1", "deployments"},
+    {"apps", "v1", "statefulsets"}, {"", "v1", "services"},
+};
+
+struct workload {
+    struct workload *next;
+    char key[400];
+    enum workload_type type;
+    char *ns;
+    char *name;
+    const struct workload_spec *spec;   /* config entry (borrowed) or owned */
+    struct workload_spec *owned;
+    json_t *cr;                          /* the custom resource, or NULL */
+    char *invalid;                       /* validation problems, or NULL */
+    /* queue */
+    int queued;
+    uint64_t due_ms;
+    uint64_t retry_ms;
+    int busy;
+    int requeue;
+    /* observed */
+    struct health h;
+    char *last_error;
+    double last_transition;
+    int last_healthy;
+    int restarts;
+    int pod_deleting;
+    char hash[24];
+    char *status_written;                /* last status JSON written to the CR */
+    double started_at;
+    int reported_start;
+};
+
+struct workload_mgr {
+    uv_loop_t *loop;
+    const struct config *cfg;
+    struct status *st;
+    struct lease *lease;
+    struct kube_client *k;
+    struct kube_events *events;
+    struct informer *crs[WORKLOAD_TYPE_COUNT];
+    struct informer *objs[OBJ_COUNT];
+    struct workload *list;
+    unsigned count;
+    uv_timer_t timer;
+    uv_timer_t resync;
+    int in_flight;
+    int leading;
+    uint64_t token;
+    int stopping;
+    int pending_closes;
+    struct app *app;
+    struct metric *m_status, *m_ops, *m_errors, *m_startup, *m_kind_status[WORKLOAD_TYPE_COUNT];
+    struct metric *m_retry, *m_retry_ok;
+};
+
+/* ---- helpers --------------------------------------------------------------- */
+
+static const char *meta(json_t *o, const char *k)
+{
+    return json_string_value(json_object_get(json_object_get(o, "metadata"), k));
+}
+
+static const char *label(json_t *o, const char *k)
+{
+    return json_string_value(json_object_get(json_object_get(json_object_get(o, "metadata"), "labels"), k));
+}
+
+static const char *annotation(json_t *o, const char *k)
+{
+    return json_string_value(json_object_get(json_object_get(json_object_get(o, "metadata"), "annotations"), k));
+}
+
+static struct workload *find(struct workload_mgr *m, const char *key)
+{
+    for (struct workload *w = m->list; w; w = w->next)
+        if (strcmp(w->key, key) == 0)
+            return w;
+    return NULL;
+}
+
+static void make_key(char *out, size_t len, enum workload_type t, const char *ns, const char *name)
+{
+    snprintf(out, len, "%s/%s/%s", workload_type_name(t), ns, name);
+}
+
+static void set_error(struct workload *w, const char *fmt, ...) HL_PRINTF(2, 3);
+static void set_error(struct workload *w, const char *fmt, ...)
+{
+    va_list ap;
+    struct buf b;
+
+    buf_init(&b);
+    va_start(ap, fmt);
+    buf_vprintf(&b, fmt, ap);
+    va_end(ap);
+    free(w->last_error);
+    w->last_error = buf_steal(&b);
+}
+
+static void timer_cb(uv_timer_t *t);
+
+static void arm(struct workload_mgr *m)
+{
+    uint64_t now = time_mono_ms(), next = UINT64_MAX;
+
+    if (m->stopping)
+        return;
+    for (struct workload *w = m->list; w; w = w->next)
+        if (w->queued && !w->busy && w->due_ms < next)
+            next = w->due_ms;
+    if (next != UINT64_MAX)
+        uv_timer_start(&m->timer, timer_cb, next > now ? next - now : 0, 0);
+}
+
+static void enqueue(struct workload_mgr *m, struct workload *w, uint64_t delay_ms)
+{
+    uint64_t due = time_mono_ms() + delay_ms;
+
+    if (w->busy) {
+        w->requeue = 1;
+        return;
+    }
+    if (!w->queued || due < w->due_ms)
+        w->due_ms = due;
+    w->queued = 1;
+    arm(m);
+}
+
+static void retry_later(struct workload_mgr *m, struct workload *w)
+{
+    const char *lv[] = {workload_type_name(w->type), w->name};
+
+    w->retry_ms = w->retry_ms ? w->retry_ms * 2 : RETRY_MIN_MS;
+    if (w->retry_ms > RETRY_MAX_MS)
+        w->retry_ms = RETRY_MAX_MS;
+    metrics_add(m->m_retry, lv, 1);
+    enqueue(m, w, w->retry_ms);
+}
+
+static enum obj_kind kind_of_plural(const char *plural)
+{
+    for (int i = 0; i < OBJ_COUNT; i++)
+        if (strcmp(obj_types[i].plural, plural) == 0)
+            return (enum obj_kind)i;
+    return OBJ_PODS;
+}
+
+/* ---- status write-back and metrics ------------------------------------------ */
+
+static void status_written(void *arg, const struct kube_response *res)
+{
+    free(arg);
+    if (res->status >= 300 && res->status != 404)
+        log_warn("workloads", "status update failed: %s", res->err.message);
+}
+
+static void condition(json_t *arr, const char *type, int ok, const char *reason, const char *msg, double t)
+{
+    char ts[40];
+
+    time_format_rfc3339(t, ts, sizeof(ts));
+    ts[19] = 'Z';
+    ts[20] = '\0';
+    json_array_append_new(arr, json_pack("{s:s, s:s, s:s, s:s, s:s}", "type", type, "status", ok ? "True" : "False",
+                                         "reason", reason, "message", msg ? msg : "", "lastTransitionTime", ts));
+}
+
+static void report(struct workload_mgr *m, struct workload *w)
+{
+    const char *lv3[] = {workload_type_name(w->type), w->name, w->ns};
+    const char *lv2[] = {w->name, w->ns};
+    json_t *status, *conds;
+    char *text, ts[40];
+
+    if (w->h.healthy != w->last_healthy || w->last_transition == 0) {
+        w->last_healthy = w->h.healthy;
+        w->last_transition = time_wall();
+    }
+    metrics_set(m->m_status, lv3, w->h.healthy ? 1 : 0);
+    metrics_set(m->m_kind_status[w->type], lv2, w->h.healthy ? 1 : 0);
+    if (w->h.healthy && !w->reported_start && w->started_at > 0) {
+        const char *lv[] = {workload_type_name(w->type), w->name};
+        metrics_observe(m->m_startup, lv, time_wall() - w->started_at);
+        w->reported_start = 1;
+    }
+    if (w->cr == NULL || !m->leading || !lease_check(m->lease))
+        return;
+    time_format_rfc3339(w->last_transition, ts, sizeof(ts));
+    ts[19] = 'Z';
+    ts[20] = '\0';
+    conds = json_array();
+    condition(conds, "Ready", w->h.healthy, w->invalid ? "InvalidSpec" : (w->h.healthy ? "Healthy" : "NotReady"),
+              w->invalid ? w->invalid : w->h.message, w->last_transition);
+    condition(conds, "Degraded", w->invalid != NULL || (w->last_error != NULL && !w->h.healthy),
+              w->invalid ? "InvalidSpec" : (w->last_error ? "Error" : "AsExpected"),
+              w->invalid ? w->invalid : (w->last_error ? w->last_error : ""), w->last_transition);
+    status = json_pack("{s:b, s:b, s:s, s:s, s:s, s:s, s:I, s:I, s:s, s:o, s:O}", "active", w->h.active,
+                       "healthy", w->h.healthy, "phase", w->invalid ? "Invalid" : w->h.phase, "lastError",
+                       w->invalid ? w->invalid : (w->last_error ? w->last_error : ""), "leaderId", m->cfg->id,
+                       "clusterName", m->cfg->cluster_name, "fencingToken", (json_int_t)m->token,
+                       "observedGeneration",
+                       (json_int_t)json_integer_value(json_object_get(json_object_get(w->cr, "metadata"), "generation")),
+                       "lastTransition", ts, "conditions", conds, "details", w->h.details ? w->h.details : json_null());
+    text = json_dumps(status, JSON_COMPACT | JSON_SORT_KEYS);
+    /* Write only on change (the transition time is part of it). */
+    if (text && (w->status_written == NULL || strcmp(text, w->status_written) != 0)) {
+        char *path = kube_path("highlander.plexobject.io", "v1", w->ns, cr_plurals[w->type], w->name, "status");
+        json_t *patch = json_pack("{s:O}", "status", status);
+        kube_patch(m->k, path, KUBE_PATCH_MERGE, patch, status_written, xstrdup(w->key));
+        json_decref(patch);
+        free(path);
+        free(w->status_written);
+        w->status_written = text;
+        text = NULL;
+    }
+    free(text);
+    json_decref(status);
+}
+
+/* ---- reconcile --------------------------------------------------------------- */
+
+struct op {
+    struct workload_mgr *m;
+    char key[400];
+    const char *what;
+    int pending;
+    int failed;
+};
+
+static void reconcile_done(struct workload_mgr *m, struct workload *w, int ok)
+{
+    w->busy = 0;
+    m->in_flight--;
+    if (!ok) {
+        retry_later(m, w);
+    } else {
+        if (w->retry_ms) {
+            const char *lv[] = {workload_type_name(w->type), w->name};
+            metrics_add(m->m_retry_ok, lv, 1);
+        }
+        w->retry_ms = 0;
+        if (w->requeue) {
+            w->requeue = 0;
+            enqueue(m, w, 0);
+        }
+    }
+    arm(m);
+}
+
+static void op_done(void *arg, const struct kube_response *res)
+{
+    struct op *o = arg;
+    struct workload_mgr *m = o->m;
+    struct workload *w = find(m, o->key);
+    int ok = (res->status >= 200 && res->status < 300) || res->status == 404 || res->status == 409;
+
+    if (!ok)
+        o->failed = 1;
+    if (w != NULL) {
+        const char *lv[] = {workload_type_name(w->type), w->name, o->what};
+        metrics_add(m->m_ops, lv, 1);
+        if (!ok) {
+            const char *ev[] = {workload_type_name(w->type), w->name, res->err.reason[0] ? res->err.reason : "error"};
+            metrics_add(m->m_errors, ev, 1);
+            set_error(w, "%s: %s", o->what, res->err.message);
+            log_warn("workloads", "%s: %s failed: %s", w->key, o->what, res->err.message);
+            if (w->cr && m->leading)
+                kube_events_post(m->events, w->cr, "Warning", "ReconcileFailed", "%s failed: %s", o->what,
+                                 res->err.message);
+        } else if (res->status < 300) {
+            free(w->last_error);
+            w->last_error = NULL;
+        }
+    }
+    if (--o->pending > 0)
+        return;
+    if (w != NULL) {
+        reconcile_done(m, w, !o->failed);
+    } else {
+        m->in_flight--; /* the workload went away meanwhile */
+        arm(m);
+    }
+    free(o);
+}
+
+/* Replaces what we manage in an existing object with the desired values,
+ * keeping what the cluster owns (resourceVersion, clusterIP, claims). */
+static json_t *merged(json_t *existing, json_t *desired, const char *plural)
+{
+    json_t *o = json_deep_copy(existing), *dm = json_object_get(desired, "metadata");
+    json_t *om = json_object_get(o, "metadata");
+
+    json_object_set(om, "labels", json_object_get(dm, "labels"));
+    json_object_set(om, "annotations", json_object_get(dm, "annotations"));
+    if (json_object_get(dm, "ownerReferences"))
+        json_object_set(om, "ownerReferences", json_object_get(dm, "ownerReferences"));
+    json_object_del(om, "managedFields");
+    json_object_del(o, "status");
+    if (strcmp(plural, "services") == 0) {
+        json_t *spec = json_object_get(o, "spec"), *ds = json_object_get(desired, "spec");
+        json_object_set(spec, "ports", json_object_get(ds, "ports"));
+        json_object_set(spec, "selector", json_object_get(ds, "selector"));
+    } else if (strcmp(plural, "statefulsets") == 0) {
+        json_t *ds = json_deep_copy(json_object_get(desired, "spec"));
+        /* Claim templates are immutable once set. */
+        json_object_set(ds, "volumeClaimTemplates", json_object_get(json_object_get(o, "spec"), "volumeClaimTemplates"));
+        json_object_set_new(o, "spec", ds);
+    } else {
+        json_object_set(o, "spec", json_object_get(desired, "spec"));
+    }
+    return o;
+}
+
+static int max_restarts(const struct workload *w)
+{
+    return w->spec->max_restarts ? (int)*w->spec->max_restarts : 5;
+}
+
+static void reconcile(struct workload_mgr *m, struct workload *w)
+{
+    struct desired d[MAX_DESIRED];
+    struct build_ctx b = {m->cfg, w->type, w->spec, w->ns, m->token, w->cr};
+    struct op *o;
+    json_t *top_obj = NULL;
+    int n, started = 0;
+
+    w->busy = 1;
+    m->in_flight++;
+    if (w->invalid) {
+        memset(&w->h, 0, sizeof(w->h));
+        snprintf(w->h.phase, sizeof(w->h.phase), "Invalid");
+        report(m, w);
+        reconcile_done(m, w, 1);
+        return;
+    }
+    n = workload_build(&b, d, w->hash, sizeof(w->hash));
+    o = xcalloc(1, sizeof(*o));
+    o->m = m;
+    snprintf(o->key, sizeof(o->key), "%s", w->key);
+    for (int i = 0; i < n; i++) {
+        enum obj_kind kind = kind_of_plural(d[i].plural);
+        json_t *cur = informer_get(m->objs[kind], w->ns, d[i].name);
+        char *path;
+        const char *tok;
+
+        if (d[i].is_top)
+            top_obj = cur;
+        if (!lease_check(m->lease))
+            break;
+        tok = cur ? annotation(cur, ANN_TOKEN) : NULL;
+        if (tok && strtoull(tok, NULL, 10) > m->token) {
+            set_error(w, "%s %s carries fencing token %s, newer than ours (%llu): not touching it", d[i].plural,
+                      d[i].name, tok, (unsigned long long)m->token);
+            continue;
+        }
+        if (cur == NULL) {
+            if (kind == OBJ_PODS && w->pod_deleting) {
+                w->pod_deleting = 0; /* the old pod is gone: now make the new one */
+                w->restarts++;
+            }
+            if (kind == OBJ_PODS && w->restarts > max_restarts(w)) {
+                set_error(w, "gave up after %d restarts (maxRestarts)", max_restarts(w));
+                continue;
+            }
+            path = kube_path(d[i].group, d[i].version, w->ns, d[i].plural, NULL, NULL);
+            o->what = "create";
+            o->pending++;
+            started++;
+            if (w->started_at == 0)
+                w->started_at = time_wall();
+            kube_create(m->k, path, d[i].body, op_done, o);
+            free(path);
+            continue;
+        }
+        {
+            const char *hash = annotation(cur, ANN_HASH);
+            const char *phase = json_string_value(json_object_get(json_object_get(cur, "status"), "phase"));
+            int pod_failed = kind == OBJ_PODS && phase && strcmp(phase, "Failed") == 0;
+            int pod_done = kind == OBJ_PODS && phase && strcmp(phase, "Succeeded") == 0 &&
+                           w->spec->restart_policy && strcmp(w->spec->restart_policy, "Always") == 0;
+            if (hash && strcmp(hash, w->hash) == 0 && !pod_failed && !pod_done)
+                continue; /* adopted as it is */
+            path = kube_path(d[i].group, d[i].version, w->ns, d[i].plural, d[i].name, NULL);
+            if (kind == OBJ_PODS) {
+                /* A pod cannot change in place: delete it, and create the
+                 * new one only when the informer says the old one is gone. */
+                if (meta(cur, "deletionTimestamp") == NULL && !w->pod_deleting) {
+                    if (pod_failed && w->restarts >= max_restarts(w)) {
+                        set_error(w, "pod failed; gave up after %d restarts (maxRestarts)", max_restarts(w));
+                        free(path);
+                        continue;
+                    }
+                    w->pod_deleting = 1;
+                    o->what = "delete";
+                    o->pending++;
+                    started++;
+                    kube_delete(m->k, path, 0, "Background", meta(cur, "uid"), NULL, op_done, o);
+                }
+            } else {
+                json_t *upd = merged(cur, d[i].body, d[i].plural);
+                o->what = "update";
+                o->pending++;
+                started++;
+                kube_update(m->k, path, upd, op_done, o);
+                json_decref(upd);
+            }
+            free(path);
+        }
+    }
+    json_decref(w->h.details);
+    workload_health(w->type, top_obj, &w->h);
+    if (w->pod_deleting && w->type == WORKLOAD_PROCESS)
+        snprintf(w->h.phase, sizeof(w->h.phase), "Restarting");
+    report(m, w);
+    desired_free(d, n);
+    if (started == 0) {
+        free(o);
+        reconcile_done(m, w, 1);
+    }
+}
+
+static void timer_cb(uv_timer_t *t)
+{
+    struct workload_mgr *m = container_of(t, struct workload_mgr, timer);
+    uint64_t now = time_mono_ms();
+
+    for (struct workload *w = m->list; w && m->in_flight < MAX_IN_FLIGHT; w = w->next) {
+        if (!w->queued || w->busy || w->due_ms > now)
+            continue;
+        w->queued = 0;
+        if (!m->leading || !lease_check(m->lease))
+            continue;
+        reconcile(m, w);
+    }
+    arm(m);
+}
+
+static void resync_cb(uv_timer_t *t)
+{
+    struct workload_mgr *m = container_of(t, struct workload_mgr, resync);
+
+    if (m->leading)
+        for (struct workload *w = m->list; w; w = w->next)
+            enqueue(m, w, (uint64_t)(rand() % 1000));
+}
+
+/* ---- sources ------------------------------------------------------------------ */
+
+static struct workload *add_workload(struct workload_mgr *m, enum workload_type t, const char *ns, const char *name)
+{
+    struct workload *w = xcalloc(1, sizeof(*w));
+
+    w->type = t;
+    w->ns = xstrdup(ns);
+    w->name = xstrdup(name);
+    make_key(w->key, sizeof(w->key), t, ns, name);
+    w->next = m->list;
+    m->list = w;
+    m->count++;
+    return w;
+}
+
+static void free_workload(struct workload *w)
+{
+    free(w->ns);
+    free(w->name);
+    workload_spec_free(w->owned);
+    json_decref(w->cr);
+    free(w->invalid);
+    json_decref(w->h.details);
+    free(w->last_error);
+    free(w->status_written);
+    free(w);
+}
+
+static void remove_workload(struct workload_mgr *m, struct workload *w)
+{
+    struct workload **pp = &m->list;
+
+    while (*pp && *pp != w)
+        pp = &(*pp)->next;
+    if (*pp)
+        *pp = w->next;
+    m->count--;
+    {
+        const char *lv3[] = {workload_type_name(w->type), w->name, w->ns};
+        const char *lv2[] = {w->name, w->ns};
+        metrics_set(m->m_status, lv3, 0);
+        metrics_set(m->m_kind_status[w->type], lv2, 0);
+    }
+    free_workload(w);
+}
+
+static void cr_upsert(struct workload_mgr *m, enum workload_type t, json_t *cr)
+{
+    const char *ns = meta(cr, "namespace"), *name = meta(cr, "name");
+    char key[400];
+    struct workload *w;
+    struct config_errors errs = {0};
+    struct workload_spec *spec;
+
+    if (ns == NULL || name == NULL)
+        return;
+    make_key(key, sizeof(key), t, ns, name);
+    w = find(m, key);
+    if (w != NULL && w->cr == NULL) {
+        log_warn("workloads", "%s: a custom resource has the name of a configured workload; the config wins", key);
+        return;
+    }
+    if (w == NULL)
+        w = add_workload(m, t, ns, name);
+    /* Items in a list carry no kind; make the owner reference complete. */
+    json_decref(w->cr);
+    w->cr = json_deep_copy(cr);
+    json_object_set_new(w->cr, "apiVersion", json_string("highlander.plexobject.io/v1"));
+    json_object_set_new(w->cr, "kind", json_string(cr_kinds[t]));
+    spec = workload_spec_from_json(t, json_object_get(cr, "spec"), name, ns, &errs);
+    config_validate_workload(t, spec, "spec", &errs);
+    free(w->invalid);
+    w->invalid = NULL;
+    if (errs.count) {
+        struct buf b;
+        buf_init(&b);
+        for (unsigned i = 0; i < errs.count; i++)
+            buf_printf(&b, "%s%s", i ? "; " : "", errs.items[i]);
+        w->invalid = buf_steal(&b);
+        log_warn("workloads", "%s is invalid: %s", key, w->invalid);
+        if (m->leading)
+            kube_events_post(m->events, w->cr, "Warning", "InvalidSpec", "%s", w->invalid);
+    }
+    config_errors_free(&errs);
+    workload_spec_free(w->owned);
+    w->owned = spec;
+    w->spec = spec;
+    enqueue(m, w, 0);
+}
+
+
+/* Informer contexts: one small struct per CR kind tells the type. */
+struct cr_ctx {
+    struct workload_mgr *m;
+    enum workload_type t;
+};
+
+static void cr_added(void *ctx, json_t *cr)
+{
+    struct cr_ctx *c = ctx;
+    cr_upsert(c->m, c->t, cr);
+}
+
+static void cr_updated(void *ctx, json_t *old_cr, json_t *cr)
+{
+    struct cr_ctx *c = ctx;
+    json_int_t g0 = json_integer_value(json_object_get(json_object_get(old_cr, "metadata"), "generation"));
+    json_int_t g1 = json_integer_value(json_object_get(json_object_get(cr, "metadata"), "generation"));
+
+    /* Status writes change no generation; only spec changes need work. */
+    if (g0 == g1 && g0 != 0) {
+        char key[400];
+        struct workload *w;
+        make_key(key, sizeof(key), c->t, meta(cr, "namespace"), meta(cr, "name"));
+        if ((w = find(c->m, key)) != NULL) {
+            json_decref(w->cr);
+            w->cr = json_deep_copy(cr);
+            json_object_set_new(w->cr, "apiVersion", json_string("highlander.plexobject.io/v1"));
+            json_object_set_new(w->cr, "kind", json_string(cr_kinds[c->t]));
+        }
+        return;
+    }
+    cr_upsert(c->m, c->t, cr);
+}
+
+static void cr_deleted(void *ctx, json_t *cr)
+{
+    struct cr_ctx *c = ctx;
+    char key[400];
+    struct workload *w;
+
+    make_key(key, sizeof(key), c->t, meta(cr, "namespace"), meta(cr, "name"));
+    w = find(c->m, key);
+    if (w == NULL || w->cr == NULL)
+        return;
+    /* The objects carry an ownerReference to the resource, so Kubernetes'
+     * garbage collector removes them (PVCs made from claim templates are
+     * not owned and stay). */
+    log_info("workloads", "%s: resource deleted; its objects go with it", key);
+    if (w->busy)
+        w->requeue = 0;
+    remove_workload(c->m, w);
+}
+
+static void obj_changed(struct workload_mgr *m, json_t *obj)
+{
+    const char *app = label(obj, "app"), *type = label(obj, "highlander.plexobject.io/workload-type");
+    const char *ns = meta(obj, "namespace");
+    const char *tenant = label(obj, "highlander.plexobject.io/tenant");
+    char key[400];
+    struct workload *w;
+
+    if (!app || !type || !ns || !tenant || strcmp(tenant, m->cfg->tenant) != 0)
+        return;
+    snprintf(key, sizeof(key), "%s/%s/%s", type, ns, app);
+    if ((w = find(m, key)) != NULL)
+        enqueue(m, w, 0);
+}
+
+static void obj_added(void *ctx, json_t *o)
+{
+    obj_changed(ctx, o);
+}
+
+static void obj_updated(void *ctx, json_t *a, json_t *o)
+{
+    (void)a;
+    obj_changed(ctx, o);
+}
+
+static void obj_deleted(void *ctx, json_t *o)
+{
+    obj_changed(ctx, o);
+}
+
+/* ---- leadership --------------------------------------------------------------- */
+
+static void started_leading(void *ctx, struct lease *l, uint64_t token)
+{
+    struct workload_mgr *m = ctx;
+
+    (void)l;
+    m->leading = 1;
+    m->token = token;
+    log_info("workloads", "leading with token %llu: reconciling %u workloads", (unsigned long long)token, m->count);
+    for (struct workload *w = m->list; w; w = w->next) {
+        free(w->status_written);
+        w->status_written = NULL;
+        enqueue(m, w, 0);
+    }
+}
+
+static void stopped_leading(void *ctx, struct lease *l, const char *reason)
+{
+    struct workload_mgr *m = ctx;
+
+    (void)l;
+    m->leading = 0;
+    log_info("workloads", "stopped leading (%s): no more writes", reason);
+    for (struct workload *w = m->list; w; w = w->next)
+        w->queued = 0;
+}
+
+/* ---- module -------------------------------------------------------------------- */
+
+static struct cr_ctx cr_ctxs[WORKLOAD_TYPE_COUNT];
+
+static int wm_start(void *ctx, struct app *app)
+{
+    struct workload_mgr *m = ctx;
+    char selector[200];
+
+    m->app = app;
+    uv_timer_init(m->loop, &m->timer);
+    uv_timer_init(m->loop, &m->resync);
+    uv_timer_start(&m->resync, resync_cb, RESYNC_MS, RESYNC_MS);
+    for (int t = 0; t < WORKLOAD_TYPE_COUNT; t++) {
+        struct informer_opts o = {.group = "highlander.plexobject.io", .version = "v1", .plural = cr_plurals[t]};
+        struct informer_handlers h = {cr_added, cr_updated, cr_deleted, NULL};
+        cr_ctxs[t].m = m;
+        cr_ctxs[t].t = (enum workload_type)t;
+        m->crs[t] = informer_new(m->loop, m->k, &o, &h, &cr_ctxs[t]);
+        informer_start(m->crs[t]);
+    }
+    snprintf(selector, sizeof(selector), "%s=%s,highlander.plexobject.io/tenant=%s", LABEL_MANAGED_BY, MANAGED_BY,
+             m->cfg->tenant);
+    for (int i = 0; i < OBJ_COUNT; i++) {
+        struct informer_opts o = {.group = obj_types[i].group, .version = obj_types[i].version,
+                                  .plural = obj_types[i].plural, .label_selector = selector};
+        struct informer_handlers h = {obj_added, obj_updated, obj_deleted, NULL};
+        m->objs[i] = informer_new(m->loop, m->k, &o, &h, m);
+        informer_start(m->objs[i]);
+    }
+    return 0;
+}
+
+static int wm_ready(void *ctx, const char **reason)
+{
+    struct workload_mgr *m = ctx;
+
+    for (int i = 0; i < OBJ_COUNT; i++)
+        if (!informer_has_synced(m->objs[i])) {
+            *reason = "workload caches not synced";
+            return 0;
+        }
+    return 1;
+}
+
+static void part_closed(void *arg)
+{
+    struct workload_mgr *m = arg;
+
+    if (--m->pending_closes == 0)
+        app_module_stopped(m->app);
+}
+
+static void handle_closed(uv_handle_t *h)
+{
+    part_closed(h->data);
+}
+
+static void informers_stopped(void *arg)
+{
+    struct workload_mgr *m = arg;
+
+    if (--m->pending_closes == 1) {
+        /* Informers are gone; now the client. */
+        kube_client_close(m->k, part_closed, m);
+        m->k = NULL;
+    }
+}
+
+static void wm_stop(void *ctx, struct app *app)
+{
+    struct workload_mgr *m = ctx;
+
+    (void)app;
+    m->stopping = 1;
+    m->leading = 0;
+    /* 9 informers, then the client, then two timers. */
+    m->pending_closes = 2 + 2 + WORKLOAD_TYPE_COUNT + OBJ_COUNT - 1;
+    m->timer.data = m;
+    m->resync.data = m;
+    uv_close((uv_handle_t *)&m->timer, handle_closed);
+    uv_close((uv_handle_t *)&m->resync, handle_closed);
+    for (int t = 0; t < WORKLOAD_TYPE_COUNT; t++)
+        informer_stop(m->crs[t], informers_stopped, m);
+    for (int i = 0; i < OBJ_COUNT; i++)
+        informer_stop(m->objs[i], informers_stopped, m);
+}
+
+const struct module workload_module_ops = {
+    .name = "workloads",
+    .start = wm_start,
+    .stop = wm_stop,
+    .ready = wm_ready,
+};
+
+static void register_metrics(struct workload_mgr *m, struct metrics *reg)
+{
+    static const char *const tnn[] = {"type", "name", "namespace", NULL};
+    static const char *const tn[] = {"type", "name", NULL};
+    static const char *const tno[] = {"type", "name", "operation", NULL};
+    static const char *const tne[] = {"type", "name", "error_type", NULL};
+    static const char *const nn[] = {"name", "namespace", NULL};
+    static const double buckets[] = {0.1, 0.5, 1, 2, 5, 10, 30, 60, 120, 300};
+    static const char *const kind_names[] = {"k8_highlander_process_status", "k8_highlander_cronjob_status",
+                                             "k8_highlander_service_status", "k8_highlander_persistent_status"};
+
+    m->m_status = metrics_register(reg, METRIC_GAUGE, "k8_highlander_workload_status",
+                                   "1 when the workload is healthy.", tnn, NULL, 0);
+    m->m_ops = metrics_register(reg, METRIC_COUNTER, "k8_highlander_workload_operations_total",
+                                "Writes to workload objects.", tno, NULL, 0);
+    m->m_errors = metrics_register(reg, METRIC_COUNTER, "k8_highlander_workload_errors_total",
+                                   "Failed writes to workload objects.", tne, NULL, 0);
+    m->m_startup = metrics_register(reg, METRIC_HISTOGRAM, "k8_highlander_workload_startup_duration_seconds",
+                                    "From first create to healthy.", tn, buckets, ARRAY_SIZE(buckets));
+    m->m_retry = metrics_register(reg, METRIC_COUNTER, "k8_highlander_workload_retry_attempts_total",
+                                  "Reconcile retries after failures.", tn, NULL, 0);
+    m->m_retry_ok = metrics_register(reg, METRIC_COUNTER, "k8_highlander_workload_retry_success_total",
+                                     "Reconciles that succeeded after a retry.", tn, NULL, 0);
+    for (int t = 0; t < WORKLOAD_TYPE_COUNT; t++)
+        m->m_kind_status[t] = metrics_register(reg, METRIC_GAUGE, kind_names[t], "1 when healthy.", nn, NULL, 0);
+}
+
+struct workload_mgr *workload_mgr_new(uv_loop_t *loop, const struct config *cfg, struct status *st,
+                                      struct metrics *reg, struct lease *lease)
+{
+    struct workload_mgr *m;
+    struct kube_config kc;
+    char err[512];
+    int rc;
+    const struct workload_lists *wl = cfg->file ? cfg->file->workloads : NULL;
+
+    if (cfg->kubeconfig && *cfg->kubeconfig)
+        rc = kube_config_load(cfg->kubeconfig, cfg->cluster_name, &kc, err, sizeof(err));
+    else
+        rc = kube_config_in_cluster("/var/run/secrets/kubernetes.io/serviceaccount", &kc, err, sizeof(err));
+    if (rc != 0) {
+        log_warn("workloads", "no Kubernetes access (%s): workloads are not managed", err);
+        return NULL;
+    }
+    m = xcalloc(1, sizeof(*m));
+    m->loop = loop;
+    m->cfg = cfg;
+    m->st = st;
+    m->lease = lease;
+    m->k = kube_client_new(loop, &kc, NULL, err, sizeof(err));
+    kube_config_free(&kc);
+    if (m->k == NULL) {
+        log_error("workloads", "%s", err);
+        free(m);
+        return NULL;
+    }
+    m->events = kube_events_new(m->k, "highlander", cfg->id);
+    register_metrics(m, reg);
+    lease_subscribe(lease, started_leading, stopped_leading, m);
+    if (wl) {
+        const struct workload_spec *lists[WORKLOAD_TYPE_COUNT] = {wl->processes, wl->cron_jobs, wl->services,
+                                                                  wl->persistent_sets};
+        unsigned counts[WORKLOAD_TYPE_COUNT] = {wl->processes_count, wl->cron_jobs_count, wl->services_count,
+                                                wl->persistent_sets_count};
+        for (int t = 0; t < WORKLOAD_TYPE_COUNT; t++)
+            for (unsigned i = 0; i < counts[t]; i++) {
+                const struct workload_spec *s = &lists[t][i];
+                struct workload *w;
+                if (s->crd_ref)
+                    continue; /* comes from its resource */
+                w = add_workload(m, (enum workload_type)t, s->namespace && *s->namespace ? s->namespace : cfg->namespace,
+                                 s->name);
+                w->spec = s;
+            }
+    }
+    return m;
+}
+
+void workload_mgr_free(struct workload_mgr *m)
+{
+    struct workload *w, *next;
+
+    if (m == NULL)
+        return;
+    for (w = m->list; w; w = next) {
+        next = w->next;
+        free_workload(w);
+    }
+    kube_events_free(m->events);
+    free(m);
+}
+
+/* ---- API views ------------------------------------------------------------------- */
+
+static json_t *workload_json(struct workload_mgr *m, struct workload *w)
+{
+    char ts[40] = "";
+
+    if (w->last_transition > 0)
+        time_format_rfc3339(w->last_transition, ts, sizeof(ts));
+    (void)m;
+    return json_pack("{s:s, s:s, s:s, s:s, s:b, s:b, s:s, s:s?, s:s?, s:O, s:o, s:s?}", "name", w->name, "namespace",
+                     w->ns, "type", workload_type_name(w->type), "source", w->cr ? "crd" : "config", "active",
+                     w->h.active, "healthy", w->h.healthy, "phase", w->invalid ? "Invalid" : (w->h.phase[0] ? w->h.phase : "Pending"),
+                     "lastError", w->invalid ? w->invalid : w->last_error, "lastTransition", ts[0] ? ts : NULL,
+                     "details", w->h.details ? w->h.details : json_null(), "spec",
+                     config_workload_to_json(w->type, w->spec), "specHash", w->hash[0] ? w->hash : NULL);
+}
+
+json_t *workload_mgr_list_json(struct workload_mgr *m)
+{
+    json_t *a = json_array();
+
+    for (struct workload *w = m ? m->list : NULL; w; w = w->next)
+        json_array_append_new(a, workload_json(m, w));
+    return a;
+}
+
+json_t *workload_mgr_get_json(struct workload_mgr *m, const char *name, const char *ns)
+{
+    for (struct workload *w = m ? m->list : NULL; w; w = w->next)
+        if (strcmp(w->name, name) == 0 && (ns == NULL || strcmp(w->ns, ns) == 0))
+            return workload_json(m, w);
+    return NULL;
+}
+
+json_t *workload_mgr_names_json(struct workload_mgr *m)
+{
+    json_t *a = json_array();
+
+    for (struct workload *w = m ? m->list : NULL; w; w = w->next)
+        json_array_append_new(a, json_string(w->name));
+    return a;
+}
+
+json_t *workload_mgr_pods_json(struct workload_mgr *m)
+{
+    json_t *a = json_array(), *pods;
+    const char *key;
+    json_t *p;
+
+    if (m == NULL)
+        return a;
+    pods = informer_cache(m->objs[OBJ_PODS]);
+    json_object_foreach(pods, key, p) {
+        json_t *st = json_object_get(p, "status");
+        json_array_append_new(a, json_pack("{s:s?, s:s?, s:O?, s:O?, s:s?, s:s?, s:s?, s:s?}", "name", meta(p, "name"),
+                                           "namespace", meta(p, "namespace"), "phase", json_object_get(st, "phase"),
+                                           "node", json_object_get(json_object_get(p, "spec"), "nodeName"), "createdAt",
+                                           meta(p, "creationTimestamp"), "leaderId", annotation(p, ANN_LEADER),
+                                           "cluster", annotation(p, ANN_CLUSTER), "workload", label(p, "app")));
+    }
+    return a;
+}
+
+json_t *workload_mgr_summary_json(struct workload_mgr *m)
+{
+    unsigned total = 0, healthy = 0;
+
+    for (struct workload *w = m ? m->list : NULL; w; w = w->next) {
+        total++;
+        healthy += w->h.healthy ? 1 : 0;
+    }
+    return json_pack("{s:i, s:i, s:b}", "total", total, "healthy", healthy, "managed", m != NULL);
+}

@@ -1,0 +1,446 @@
+/*
+ * The Kubernetes objects of each workload kind (SPEC section 3) and their
+ * health.  Objects are built as jansson values; the spec hash covers all
+ * of the object except leader-specific values (leader id, cluster, fencing
+ * token), so a new leader finds the hash equal and adopts the object
+ * untouched, and a failover never rolls pods.
+ */
+#include "workload.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "highlander/duration.h"
+
+static void add_kv(json_t *obj, const struct kv_list *l)
+{
+    for (unsigned i = 0; i < l->count; i++)
+        json_object_set_new(obj, l->items[i].key, json_string(l->items[i].value));
+}
+
+static json_t *labels_for(const struct build_ctx *b, const char *name)
+{
+    json_t *l = json_object();
+
+    add_kv(l, &b->spec->labels);
+    json_object_set_new(l, "app", json_string(name));
+    json_object_set_new(l, LABEL_MANAGED_BY, json_string(MANAGED_BY));
+    json_object_set_new(l, "highlander.plexobject.io/tenant", json_string(b->cfg->tenant));
+    json_object_set_new(l, "highlander.plexobject.io/workload-type", json_string(workload_type_name(b->type)));
+    return l;
+}
+
+static json_t *selector_for(const char *name)
+{
+    return json_pack("{s:s, s:s}", "app", name, LABEL_MANAGED_BY, MANAGED_BY);
+}
+
+static json_t *resources_json(const struct workload_resources *r)
+{
+    json_t *res = json_object(), *req = json_object(), *lim = json_object();
+
+    if (r) {
+        if (r->cpu_request && *r->cpu_request)
+            json_object_set_new(req, "cpu", json_string(r->cpu_request));
+        if (r->memory_request && *r->memory_request)
+            json_object_set_new(req, "memory", json_string(r->memory_request));
+        if (r->cpu_limit && *r->cpu_limit)
+            json_object_set_new(lim, "cpu", json_string(r->cpu_limit));
+        if (r->memory_limit && *r->memory_limit)
+            json_object_set_new(lim, "memory", json_string(r->memory_limit));
+    }
+    if (json_object_size(req))
+        json_object_set(res, "requests", req);
+    if (json_object_size(lim))
+        json_object_set(res, "limits", lim);
+    json_decref(req);
+    json_decref(lim);
+    return res;
+}
+
+static json_t *str_array(char **items, unsigned n)
+{
+    json_t *a = json_array();
+    for (unsigned i = 0; i < n; i++)
+        json_array_append_new(a, json_string(items[i] ? items[i] : ""));
+    return a;
+}
+
+static json_t *env_json(const struct kv_list *env)
+{
+    json_t *a = json_array();
+    for (unsigned i = 0; i < env->count; i++)
+        json_array_append_new(a, json_pack("{s:s, s:s}", "name", env->items[i].key, "value", env->items[i].value));
+    return a;
+}
+
+static json_t *main_container(const struct build_ctx *b, json_t *mounts)
+{
+    const struct workload_spec *w = b->spec;
+    json_t *c = json_object(), *env = env_json(&w->env);
+
+    json_object_set_new(c, "name", json_string(w->name));
+    json_object_set_new(c, "image", json_string(w->image ? w->image : ""));
+    if (w->script && w->script->commands_count) {
+        struct buf script;
+        buf_init(&script);
+        buf_puts(&script, "set -e\n");
+        for (unsigned i = 0; i < w->script->commands_count; i++) {
+            buf_puts(&script, w->script->commands[i]);
+            buf_putc(&script, '\n');
+        }
+        json_object_set_new(c, "command", json_pack("[s]", w->script->shell && *w->script->shell ?
+                                                              w->script->shell : "/bin/sh"));
+        json_object_set_new(c, "args", json_pack("[s, s]", "-c", script.data));
+        buf_free(&script);
+    } else {
+        if (w->command_count)
+            json_object_set_new(c, "command", str_array(w->command, w->command_count));
+        if (w->args_count)
+            json_object_set_new(c, "args", str_array(w->args, w->args_count));
+    }
+    /* The token's value is filled in after hashing (see workload_build). */
+    json_array_append_new(env, json_pack("{s:s, s:s}", "name", "HIGHLANDER_FENCING_TOKEN", "value", ""));
+    json_object_set_new(c, "env", env);
+    json_object_set_new(c, "resources", resources_json(w->resources));
+    if (w->ports_count) {
+        json_t *ports = json_array();
+        for (unsigned i = 0; i < w->ports_count; i++) {
+            json_t *p = json_pack("{s:I, s:s}", "containerPort", (json_int_t)w->ports[i].container_port, "protocol",
+                                  "TCP");
+            if (w->ports[i].name && *w->ports[i].name)
+                json_object_set_new(p, "name", json_string(w->ports[i].name));
+            json_array_append_new(ports, p);
+        }
+        json_object_set_new(c, "ports", ports);
+    }
+    if (w->health_check_path && *w->health_check_path) {
+        int64_t port = w->health_check_port ? w->health_check_port : (w->ports_count ? w->ports[0].container_port : 80);
+        json_object_set_new(c, "readinessProbe",
+                            json_pack("{s:{s:s, s:I}, s:i}", "httpGet", "path", w->health_check_path, "port",
+                                      (json_int_t)port, "periodSeconds", 5));
+    }
+    if (json_array_size(mounts))
+        json_object_set(c, "volumeMounts", mounts);
+    return c;
+}
+
+static json_t *pod_spec(const struct build_ctx *b, const char *default_restart, json_t *extra_mounts)
+{
+    const struct workload_spec *w = b->spec;
+    json_t *spec = json_object(), *containers = json_array(), *volumes = json_array();
+    json_t *mounts = extra_mounts ? json_incref(extra_mounts) : json_array();
+    int64_t grace_ms = 28000;
+
+    for (unsigned i = 0; i < w->config_maps_count; i++) {
+        char vol[300], path[300];
+        snprintf(vol, sizeof(vol), "config-%s", w->config_maps[i]);
+        snprintf(path, sizeof(path), "/etc/config/%s", w->config_maps[i]);
+        json_array_append_new(volumes, json_pack("{s:s, s:{s:s}}", "name", vol, "configMap", "name", w->config_maps[i]));
+        json_array_append_new(mounts, json_pack("{s:s, s:s, s:b}", "name", vol, "mountPath", path, "readOnly", 1));
+    }
+    for (unsigned i = 0; i < w->secrets_count; i++) {
+        char vol[300], path[300];
+        snprintf(vol, sizeof(vol), "secret-%s", w->secrets[i]);
+        snprintf(path, sizeof(path), "/etc/secrets/%s", w->secrets[i]);
+        json_array_append_new(volumes, json_pack("{s:s, s:{s:s}}", "name", vol, "secret", "secretName", w->secrets[i]));
+        json_array_append_new(mounts, json_pack("{s:s, s:s, s:b}", "name", vol, "mountPath", path, "readOnly", 1));
+    }
+    json_array_append_new(containers, main_container(b, mounts));
+    json_decref(mounts);
+    for (unsigned i = 0; i < w->sidecars_count; i++) {
+        const struct sidecar *s = &w->sidecars[i];
+        json_t *c = json_pack("{s:s, s:s}", "name", s->name ? s->name : "sidecar", "image", s->image ? s->image : "");
+        if (s->command_count)
+            json_object_set_new(c, "command", str_array(s->command, s->command_count));
+        if (s->args_count)
+            json_object_set_new(c, "args", str_array(s->args, s->args_count));
+        if (s->env.count)
+            json_object_set_new(c, "env", env_json(&s->env));
+        json_object_set_new(c, "resources", resources_json(s->resources));
+        if (s->volume_mounts_count) {
+            json_t *vm = json_array();
+            for (unsigned k = 0; k < s->volume_mounts_count; k++)
+                json_array_append_new(vm, json_pack("{s:s, s:s, s:b}", "name", s->volume_mounts[k].name,
+                                                    "mountPath", s->volume_mounts[k].mount_path, "readOnly",
+                                                    s->volume_mounts[k].read_only));
+            json_object_set_new(c, "volumeMounts", vm);
+        }
+        if (s->security_context) {
+            const struct security_context *sc = s->security_context;
+            json_t *o = json_object();
+            if (sc->privileged)
+                json_object_set_new(o, "privileged", json_boolean(*sc->privileged));
+            if (sc->run_as_user)
+                json_object_set_new(o, "runAsUser", json_integer(*sc->run_as_user));
+            if (sc->run_as_group)
+                json_object_set_new(o, "runAsGroup", json_integer(*sc->run_as_group));
+            if (sc->run_as_non_root)
+                json_object_set_new(o, "runAsNonRoot", json_boolean(*sc->run_as_non_root));
+            if (sc->read_only_root_filesystem)
+                json_object_set_new(o, "readOnlyRootFilesystem", json_boolean(*sc->read_only_root_filesystem));
+            json_object_set_new(c, "securityContext", o);
+        }
+        json_array_append_new(containers, c);
+    }
+    json_object_set_new(spec, "containers", containers);
+    if (json_array_size(volumes))
+        json_object_set(spec, "volumes", volumes);
+    json_decref(volumes);
+    json_object_set_new(spec, "restartPolicy",
+                        json_string(w->restart_policy && *w->restart_policy ? w->restart_policy : default_restart));
+    if (w->termination_grace_period)
+        duration_parse(w->termination_grace_period, &grace_ms);
+    json_object_set_new(spec, "terminationGracePeriodSeconds", json_integer(grace_ms / 1000));
+    if (w->node_selector.count) {
+        json_t *ns = json_object();
+        add_kv(ns, &w->node_selector);
+        json_object_set_new(spec, "nodeSelector", ns);
+    }
+    return spec;
+}
+
+static json_t *metadata(const struct build_ctx *b, const char *name, json_t *labels)
+{
+    json_t *m = json_pack("{s:s, s:s, s:o}", "name", name, "namespace", b->ns, "labels", labels);
+    json_t *ann = json_object();
+
+    add_kv(ann, &b->spec->annotations);
+    json_object_set_new(m, "annotations", ann);
+    if (b->owner) {
+        json_t *om = json_object_get(b->owner, "metadata");
+        json_object_set_new(m, "ownerReferences",
+                            json_pack("[{s:O, s:O, s:O, s:O, s:b, s:b}]", "apiVersion",
+                                      json_object_get(b->owner, "apiVersion"), "kind", json_object_get(b->owner, "kind"),
+                                      "name", json_object_get(om, "name"), "uid", json_object_get(om, "uid"),
+                                      "controller", 1, "blockOwnerDeletion", 1));
+    }
+    return m;
+}
+
+static json_t *service_for(const struct build_ctx *b, const char *name, int headless)
+{
+    const struct workload_spec *w = b->spec;
+    json_t *ports = json_array();
+
+    for (unsigned i = 0; i < w->ports_count; i++) {
+        const struct workload_port *p = &w->ports[i];
+        json_t *sp = json_pack("{s:I, s:I, s:s}", "port", (json_int_t)(p->service_port ? p->service_port : p->container_port),
+                               "targetPort", (json_int_t)p->container_port, "protocol", "TCP");
+        json_object_set_new(sp, "name", json_string(p->name && *p->name ? p->name : "port"));
+        if (!(p->name && *p->name)) {
+            char n[32];
+            snprintf(n, sizeof(n), "port-%u", i);
+            json_object_set_new(sp, "name", json_string(n));
+        }
+        json_array_append_new(ports, sp);
+    }
+    {
+        json_t *spec = json_pack("{s:o, s:o}", "selector", selector_for(w->name), "ports", ports);
+        if (headless)
+            json_object_set_new(spec, "clusterIP", json_string("None"));
+        return json_pack("{s:s, s:s, s:o, s:o}", "apiVersion", "v1", "kind", "Service", "metadata",
+                         metadata(b, name, labels_for(b, w->name)), "spec", spec);
+    }
+}
+
+static uint64_t fnv64(const char *s)
+{
+    uint64_t h = 1469598103934665603ull;
+    for (; *s; s++)
+        h = (h ^ (unsigned char)*s) * 1099511628211ull;
+    return h;
+}
+
+/* Sets the token on every HIGHLANDER_FENCING_TOKEN env entry under obj. */
+static void fill_token(json_t *obj, const char *token)
+{
+    const char *k;
+    json_t *v;
+    size_t i;
+
+    if (json_is_object(obj)) {
+        const char *name = json_string_value(json_object_get(obj, "name"));
+        if (name && strcmp(name, "HIGHLANDER_FENCING_TOKEN") == 0 && json_object_get(obj, "value")) {
+            json_object_set_new(obj, "value", json_string(token));
+            return;
+        }
+        json_object_foreach(obj, k, v) fill_token(v, token);
+    } else if (json_is_array(obj)) {
+        json_array_foreach(obj, i, v) fill_token(v, token);
+    }
+}
+
+int workload_build(const struct build_ctx *b, struct desired out[MAX_DESIRED], char *hash, size_t hashlen)
+{
+    const struct workload_spec *w = b->spec;
+    const char *name = w->name;
+    int n = 0;
+    json_t *top;
+
+    memset(out, 0, sizeof(struct desired) * MAX_DESIRED);
+    switch (b->type) {
+    case WORKLOAD_PROCESS: {
+        char *pod = xasprintf("%s-pod", name);
+        top = json_pack("{s:s, s:s, s:o, s:o}", "apiVersion", "v1", "kind", "Pod", "metadata",
+                        metadata(b, pod, labels_for(b, name)), "spec", pod_spec(b, "Never", NULL));
+        out[n++] = (struct desired){"", "v1", "pods", pod, top, 1};
+        break;
+    }
+    case WORKLOAD_CRONJOB: {
+        json_t *tmpl = json_pack("{s:{s:o}, s:o}", "metadata", "labels", labels_for(b, name), "spec",
+                                 pod_spec(b, "OnFailure", NULL));
+        top = json_pack("{s:s, s:s, s:o, s:{s:s, s:b, s:s, s:{s:{s:o}}}}", "apiVersion", "batch/v1", "kind", "CronJob",
+                        "metadata", metadata(b, name, labels_for(b, name)), "spec", "schedule",
+                        w->schedule ? w->schedule : "", "suspend", 0, "concurrencyPolicy", "Forbid", "jobTemplate",
+                        "spec", "template", tmpl);
+        out[n++] = (struct desired){"batch", "v1", "cronjobs", xstrdup(name), top, 1};
+        break;
+    }
+    case WORKLOAD_SERVICE: {
+        json_t *tmpl = json_pack("{s:{s:o}, s:o}", "metadata", "labels", labels_for(b, name), "spec",
+                                 pod_spec(b, "Always", NULL));
+        top = json_pack("{s:s, s:s, s:o, s:{s:I, s:{s:o}, s:o}}", "apiVersion", "apps/v1", "kind", "Deployment",
+                        "metadata", metadata(b, name, labels_for(b, name)), "spec", "replicas",
+                        (json_int_t)(w->replicas ? *w->replicas : 1), "selector", "matchLabels", selector_for(name),
+                        "template", tmpl);
+        out[n++] = (struct desired){"apps", "v1", "deployments", xstrdup(name), top, 1};
+        if (w->ports_count)
+            out[n++] = (struct desired){"", "v1", "services", xstrdup(name), service_for(b, name, 0), 0};
+        break;
+    }
+    case WORKLOAD_PERSISTENT: {
+        const char *svc = w->service_name && *w->service_name ? w->service_name : name;
+        json_t *mounts = json_array(), *claims = json_array(), *tmpl;
+        for (unsigned i = 0; i < w->persistent_volumes_count; i++) {
+            const struct persistent_volume *v = &w->persistent_volumes[i];
+            json_t *claim = json_pack("{s:{s:s}, s:{s:[s], s:{s:{s:s}}}}", "metadata", "name", v->name, "spec",
+                                      "accessModes", "ReadWriteOnce", "resources", "requests", "storage",
+                                      v->size ? v->size : "1Gi");
+            if (v->storage_class_name && *v->storage_class_name)
+                json_object_set_new(json_object_get(claim, "spec"), "storageClassName",
+                                    json_string(v->storage_class_name));
+            json_array_append_new(claims, claim);
+            json_array_append_new(mounts, json_pack("{s:s, s:s}", "name", v->name, "mountPath", v->mount_path));
+        }
+        tmpl = json_pack("{s:{s:o}, s:o}", "metadata", "labels", labels_for(b, name), "spec",
+                         pod_spec(b, "Always", mounts));
+        json_decref(mounts);
+        top = json_pack("{s:s, s:s, s:o, s:{s:s, s:I, s:{s:o}, s:o, s:o}}", "apiVersion", "apps/v1", "kind",
+                        "StatefulSet", "metadata", metadata(b, name, labels_for(b, name)), "spec", "serviceName", svc,
+                        "replicas", (json_int_t)(w->replicas ? *w->replicas : 1), "selector", "matchLabels",
+                        selector_for(name), "template", tmpl, "volumeClaimTemplates", claims);
+        out[n++] = (struct desired){"apps", "v1", "statefulsets", xstrdup(name), top, 1};
+        out[n++] = (struct desired){"", "v1", "services", xstrdup(svc), service_for(b, svc, 1), 0};
+        break;
+    }
+    default:
+        return 0;
+    }
+    /* Hash everything but leader-specific values, then fill those in. */
+    {
+        json_t *all = json_array();
+        char tok[24];
+        char *text;
+        for (int i = 0; i < n; i++)
+            json_array_append(all, out[i].body);
+        text = json_dumps(all, JSON_COMPACT | JSON_SORT_KEYS);
+        snprintf(hash, hashlen, "%016llx", (unsigned long long)fnv64(text ? text : ""));
+        free(text);
+        json_decref(all);
+        snprintf(tok, sizeof(tok), "%llu", (unsigned long long)b->token);
+        for (int i = 0; i < n; i++) {
+            json_t *ann = json_object_get(json_object_get(out[i].body, "metadata"), "annotations");
+            fill_token(out[i].body, tok);
+            json_object_set_new(ann, ANN_HASH, json_string(hash));
+            json_object_set_new(ann, ANN_TOKEN, json_string(tok));
+            if (out[i].is_top) {
+                json_object_set_new(ann, ANN_LEADER, json_string(b->cfg->id));
+                json_object_set_new(ann, ANN_CLUSTER, json_string(b->cfg->cluster_name));
+            }
+        }
+    }
+    return n;
+}
+
+void desired_free(struct desired *d, int n)
+{
+    for (int i = 0; i < n; i++) {
+        free(d[i].name);
+        json_decref(d[i].body);
+    }
+}
+
+static long long geti(json_t *o, const char *a, const char *b)
+{
+    return json_integer_value(json_object_get(json_object_get(o, a), b));
+}
+
+void workload_health(enum workload_type t, json_t *obj, struct health *h)
+{
+    json_t *status = json_object_get(obj, "status"), *spec = json_object_get(obj, "spec");
+
+    memset(h, 0, sizeof(*h));
+    if (obj == NULL) {
+        snprintf(h->phase, sizeof(h->phase), "Pending");
+        snprintf(h->message, sizeof(h->message), "not created yet");
+        h->details = json_object();
+        return;
+    }
+    h->active = 1;
+    switch (t) {
+    case WORKLOAD_PROCESS: {
+        const char *phase = json_string_value(json_object_get(status, "phase"));
+        int ready = 0, restarts = 0;
+        size_t i;
+        json_t *c;
+        json_array_foreach(json_object_get(status, "conditions"), i, c) {
+            const char *ty = json_string_value(json_object_get(c, "type"));
+            const char *st = json_string_value(json_object_get(c, "status"));
+            if (ty && st && strcmp(ty, "Ready") == 0 && strcmp(st, "True") == 0)
+                ready = 1;
+        }
+        json_array_foreach(json_object_get(status, "containerStatuses"), i, c)
+            restarts += (int)json_integer_value(json_object_get(c, "restartCount"));
+        snprintf(h->phase, sizeof(h->phase), "%s", phase ? phase : "Pending");
+        h->healthy = phase && ((strcmp(phase, "Running") == 0 && ready) || strcmp(phase, "Succeeded") == 0);
+        h->details = json_pack("{s:s, s:O?, s:O?, s:i, s:O?}", "phase", h->phase, "podIP",
+                               json_object_get(status, "podIP"), "node", json_object_get(spec, "nodeName"),
+                               "restarts", restarts, "startedAt", json_object_get(status, "startTime"));
+        break;
+    }
+    case WORKLOAD_CRONJOB: {
+        int suspend = json_is_true(json_object_get(spec, "suspend"));
+        size_t active = json_array_size(json_object_get(status, "active"));
+        h->healthy = !suspend;
+        snprintf(h->phase, sizeof(h->phase), "%s", suspend ? "Suspended" : "Scheduled");
+        h->details = json_pack("{s:O?, s:b, s:O?, s:I}", "schedule", json_object_get(spec, "schedule"), "suspend",
+                               suspend, "lastScheduleTime", json_object_get(status, "lastScheduleTime"), "activeJobs",
+                               (json_int_t)active);
+        break;
+    }
+    case WORKLOAD_SERVICE:
+    case WORKLOAD_PERSISTENT: {
+        long long want = json_integer_value(json_object_get(spec, "replicas"));
+        long long ready = json_integer_value(json_object_get(status, "readyReplicas"));
+        long long gen = geti(obj, "metadata", "generation");
+        long long seen = json_integer_value(json_object_get(status, "observedGeneration"));
+        h->healthy = seen >= gen && ready == want;
+        snprintf(h->phase, sizeof(h->phase), "%s", h->healthy ? "Running" : "Progressing");
+        if (!h->healthy)
+            snprintf(h->message, sizeof(h->message), "%lld of %lld replicas ready", ready, want);
+        if (t == WORKLOAD_SERVICE)
+            h->details = json_pack("{s:I, s:I, s:I, s:I}", "replicas", (json_int_t)want, "ready", (json_int_t)ready,
+                                   "available", (json_int_t)json_integer_value(json_object_get(status, "availableReplicas")),
+                                   "updated", (json_int_t)json_integer_value(json_object_get(status, "updatedReplicas")));
+        else
+            h->details = json_pack("{s:I, s:I, s:I, s:I}", "replicas", (json_int_t)want, "ready", (json_int_t)ready,
+                                   "current", (json_int_t)json_integer_value(json_object_get(status, "currentReplicas")),
+                                   "updated", (json_int_t)json_integer_value(json_object_get(status, "updatedReplicas")));
+        break;
+    }
+    default:
+        h->details = json_object();
+    }
+}
