@@ -92,6 +92,7 @@ struct workload_mgr {
     uint64_t token;
     int stopping;
     int pending_closes;
+    int informers_left;
     struct app *app;
     struct metric *m_status, *m_ops, *m_errors, *m_startup, *m_kind_status[WORKLOAD_TYPE_COUNT];
     struct metric *m_retry, *m_retry_ok;
@@ -754,7 +755,7 @@ static void informers_stopped(void *arg)
 {
     struct workload_mgr *m = arg;
 
-    if (--m->pending_closes == 1) {
+    if (--m->informers_left == 0) {
         /* Informers are gone; now the client. */
         kube_client_close(m->k, part_closed, m);
         m->k = NULL;
@@ -768,8 +769,9 @@ static void wm_stop(void *ctx, struct app *app)
     (void)app;
     m->stopping = 1;
     m->leading = 0;
-    /* 9 informers, then the client, then two timers. */
-    m->pending_closes = 2 + 2 + WORKLOAD_TYPE_COUNT + OBJ_COUNT - 1;
+    /* Two timers and the client (closed once every informer stopped). */
+    m->pending_closes = 3;
+    m->informers_left = WORKLOAD_TYPE_COUNT + OBJ_COUNT;
     m->timer.data = m;
     m->resync.data = m;
     uv_close((uv_handle_t *)&m->timer, handle_closed);

@@ -1,0 +1,221 @@
+"""Workloads against the real control plane (kwok nodes make pods Running)
+with real Redis: config and custom-resource workloads, status, in-place
+updates, adoption on failover, recreation, invalid resources."""
+import json
+import time
+
+import pytest
+
+from lease_helpers import Cluster, RedisStore
+
+pytestmark = pytest.mark.cluster
+
+
+def wait(pred, timeout=30, what="condition"):
+    deadline = time.time() + timeout
+    last = None
+    while time.time() < deadline:
+        try:
+            last = pred()
+            if last:
+                return last
+        except (AssertionError, KeyError, ValueError, IndexError):
+            pass
+        time.sleep(0.2)
+    raise AssertionError("timed out waiting for %s (last: %r)" % (what, last))
+
+
+def get(kube, ns, *what):
+    return json.loads(kube.kubectl("-n", ns, "get", *what, "-o", "json"))
+
+
+def config_for(ns):
+    return """
+workloads:
+  processes:
+    - name: proc
+      namespace: {ns}
+      image: busybox
+      script: {{commands: ["sleep 3600"]}}
+      env: {{MODE: test}}
+      labels: {{team: core}}
+  cronJobs:
+    - name: tick
+      namespace: {ns}
+      image: busybox
+      schedule: "*/5 * * * *"
+      script: {{commands: [date]}}
+  services:
+    - name: web
+      namespace: {ns}
+      image: nginx
+      replicas: 2
+      script: {{commands: [nginx]}}
+      ports: [{{name: http, containerPort: 80, servicePort: 8080}}]
+  persistentSets:
+    - name: store
+      namespace: {ns}
+      image: redis
+      replicas: 1
+      script: {{commands: [redis-server]}}
+""".format(ns=ns)
+
+
+@pytest.fixture
+def setup(kube, controller_factory, tmp_path, request):
+    ns = kube.namespace("wl-" + request.node.name.replace("_", "-")[5:30].strip("-"))
+    store = RedisStore()
+    cfg = tmp_path / "config.yaml"
+    cfg.write_text(config_for(ns))
+    cl = Cluster(controller_factory, None, n=2, store=store,
+                 extra_env={"HIGHLANDER_KUBECONFIG": kube.kubeconfig, "HIGHLANDER_CONFIG": str(cfg)})
+    yield kube, ns, cl
+    for c in cl.alive():
+        c.terminate()
+    store.stop()
+
+
+def workloads(c):
+    return {w["name"]: w for w in c.get_json("/api/workloads")[1]["data"]}
+
+
+def test_config_workloads_become_healthy(setup):
+    kube, ns, cl = setup
+    leader = cl.wait_one_leader(timeout=15)
+    try:
+        wait(lambda: all(w["healthy"] for w in workloads(leader).values()) and len(workloads(leader)) == 4,
+             90, "all four healthy")
+    except AssertionError:
+        raise AssertionError(json.dumps({n: (w["phase"], w["lastError"]) for n, w in workloads(leader).items()}))
+    token = str(leader.get_json("/status")[1]["data"]["fencingToken"])
+    pod = get(kube, ns, "pod", "proc-pod")
+    labels = pod["metadata"]["labels"]
+    assert labels["app"] == "proc" and labels["managed-by"] == "k8-highlander" and labels["team"] == "core"
+    assert labels["highlander.plexobject.io/workload-type"] == "process"
+    ann = pod["metadata"]["annotations"]
+    assert ann["k8-highlander.io/leader-id"] == leader.rid
+    assert ann["k8-highlander.io/fencing-token"] == token
+    assert ann["k8-highlander.io/spec-hash"]
+    env = {e["name"]: e.get("value") for e in pod["spec"]["containers"][0]["env"]}
+    assert env["HIGHLANDER_FENCING_TOKEN"] == token and env["MODE"] == "test"
+    assert pod["spec"]["containers"][0]["command"] == ["/bin/sh"]
+    assert pod["spec"]["containers"][0]["args"][1].startswith("set -e\n")
+    dep = get(kube, ns, "deployment", "web")
+    assert "k8-highlander.io/leader-id" not in (dep["spec"]["template"]["metadata"].get("annotations") or {})
+    svc = get(kube, ns, "service", "web")
+    assert svc["spec"]["ports"][0]["port"] == 8080 and svc["spec"]["ports"][0]["targetPort"] == 80
+    sts = get(kube, ns, "statefulset", "store")
+    assert sts["spec"]["serviceName"] == "store"
+    assert get(kube, ns, "service", "store")["spec"]["clusterIP"] == "None"
+    cj = get(kube, ns, "cronjob", "tick")
+    assert cj["spec"]["suspend"] is False and cj["spec"]["schedule"] == "*/5 * * * *"
+    # The follower writes nothing and knows what the leader runs.
+    follower = [c for c in cl.replicas if c is not leader][0]
+    st = leader.get_json("/status")[1]["data"]["workloadStatus"]
+    assert st == {"total": 4, "healthy": 4, "managed": True}
+    pods = leader.get_json("/api/pods")[1]["data"]
+    assert {p["name"] for p in pods} >= {"proc-pod"}
+    assert leader.get_json("/api/workload-names")[1]["data"]
+    one = leader.get_json("/api/workloads/web?namespace=" + ns)[1]["data"]
+    assert one["details"]["replicas"] == 2 and one["type"] == "service"
+    text = leader.get("/metrics")[2].decode()
+    assert 'k8_highlander_workload_status{type="process",name="proc",namespace="%s"} 1' % ns in text
+    assert 'k8_highlander_process_status{name="proc",namespace="%s"} 1' % ns in text
+    cl.check()
+
+
+def test_failover_adopts_without_restarting(setup):
+    kube, ns, cl = setup
+    leader = cl.wait_one_leader(timeout=15)
+    wait(lambda: all(w["healthy"] for w in workloads(leader).values()) and len(workloads(leader)) == 4, 60)
+    uid = get(kube, ns, "pod", "proc-pod")["metadata"]["uid"]
+    rs_before = sorted(r["metadata"]["name"] for r in get(kube, ns, "replicasets")["items"])
+    leader.proc.kill()
+    new = cl.wait_one_leader(timeout=10, among=[c for c in cl.replicas if c is not leader])
+    time.sleep(3.0)
+    assert all(w["healthy"] for w in workloads(new).values())
+    assert get(kube, ns, "pod", "proc-pod")["metadata"]["uid"] == uid
+    assert sorted(r["metadata"]["name"] for r in get(kube, ns, "replicasets")["items"]) == rs_before
+    cl.check()
+
+
+def test_deleted_pod_is_recreated(setup):
+    kube, ns, cl = setup
+    leader = cl.wait_one_leader(timeout=15)
+    wait(lambda: workloads(leader)["proc"]["healthy"], 60)
+    uid = get(kube, ns, "pod", "proc-pod")["metadata"]["uid"]
+    kube.kubectl("-n", ns, "delete", "pod", "proc-pod", "--wait=false")
+    wait(lambda: get(kube, ns, "pod", "proc-pod")["metadata"]["uid"] != uid and
+         get(kube, ns, "pod", "proc-pod")["status"].get("phase") == "Running", 60, "a new pod")
+
+
+CRS = """
+apiVersion: highlander.plexobject.io/v1
+kind: WorkloadProcess
+metadata: {{name: cr-proc, namespace: {ns}}}
+spec: {{image: busybox, script: {{commands: ["sleep 100"]}}}}
+---
+apiVersion: highlander.plexobject.io/v1
+kind: WorkloadCronJob
+metadata: {{name: cr-cron, namespace: {ns}}}
+spec: {{image: busybox, schedule: "*/10 * * * *", script: {{commands: [date]}}}}
+---
+apiVersion: highlander.plexobject.io/v1
+kind: WorkloadService
+metadata: {{name: cr-svc, namespace: {ns}}}
+spec: {{image: nginx, replicas: 1, script: {{commands: [nginx]}}}}
+---
+apiVersion: highlander.plexobject.io/v1
+kind: WorkloadPersistent
+metadata: {{name: cr-db, namespace: {ns}}}
+spec: {{image: redis, replicas: 1, script: {{commands: [redis-server]}}}}
+---
+apiVersion: highlander.plexobject.io/v1
+kind: WorkloadCronJob
+metadata: {{name: cr-bad, namespace: {ns}}}
+spec: {{image: busybox, schedule: "whenever", script: {{commands: [date]}}}}
+"""
+
+
+def test_custom_resources(setup):
+    kube, ns, cl = setup
+    leader = cl.wait_one_leader(timeout=15)
+    kube.kubectl("apply", "-f", "-", input=CRS.format(ns=ns).encode())
+    for kind, name in (("wlp", "cr-proc"), ("wlc", "cr-cron"), ("wls", "cr-svc"), ("wlper", "cr-db")):
+        wait(lambda: get(kube, ns, kind, name).get("status", {}).get("healthy") is True, 60, name + " healthy")
+        st = get(kube, ns, kind, name)["status"]
+        assert st["active"] is True and st["leaderId"] == leader.rid and st["fencingToken"] >= 1
+        assert {c["type"]: c["status"] for c in st["conditions"]} == {"Ready": "True", "Degraded": "False"}
+    table = kube.kubectl("-n", ns, "get", "wlp,wlc,wls,wlper")
+    assert "cr-proc" in table and "true" in table
+    # Objects made for a resource carry an ownerReference to it.
+    owner = get(kube, ns, "deployment", "cr-svc")["metadata"]["ownerReferences"][0]
+    assert owner["kind"] == "WorkloadService" and owner["name"] == "cr-svc"
+    # The invalid one names its field, and the others stay healthy.
+    bad = wait(lambda: get(kube, ns, "wlc", "cr-bad").get("status"), 30, "cr-bad status")
+    ready = [c for c in bad["conditions"] if c["type"] == "Ready"][0]
+    assert ready["status"] == "False" and "spec.schedule" in ready["message"]
+    events = kube.kubectl("-n", ns, "get", "events", "--field-selector", "involvedObject.name=cr-bad")
+    assert "InvalidSpec" in events
+    assert all(w["healthy"] for n, w in workloads(leader).items() if n != "cr-bad")
+
+    # Update in place: the same Deployment (UID) with new replicas; the
+    # CronJob's schedule follows.
+    uid = get(kube, ns, "deployment", "cr-svc")["metadata"]["uid"]
+    kube.kubectl("-n", ns, "patch", "wls", "cr-svc", "--type", "merge", "-p", '{"spec":{"replicas":2}}')
+    wait(lambda: get(kube, ns, "deployment", "cr-svc")["spec"]["replicas"] == 2, 30, "replicas 2")
+    assert get(kube, ns, "deployment", "cr-svc")["metadata"]["uid"] == uid
+    kube.kubectl("-n", ns, "patch", "wlc", "cr-cron", "--type", "merge", "-p", '{"spec":{"schedule":"0 * * * *"}}')
+    wait(lambda: get(kube, ns, "cronjob", "cr-cron")["spec"]["schedule"] == "0 * * * *", 30, "new schedule")
+    # No change at all when the spec is unchanged.
+    time.sleep(2.0)
+    rv = get(kube, ns, "deployment", "cr-svc")["metadata"]["resourceVersion"]
+    kube.kubectl("apply", "-f", "-", input=CRS.format(ns=ns).replace("replicas: 1, script", "replicas: 2, script", 1)
+                 .encode())
+    time.sleep(3.0)
+    assert get(kube, ns, "deployment", "cr-svc")["metadata"]["resourceVersion"] == rv
+
+    # Deleting a resource removes what was made for it.
+    kube.kubectl("-n", ns, "delete", "wls", "cr-svc")
+    wait(lambda: "cr-svc" not in kube.kubectl("-n", ns, "get", "deployments", "-o", "name"), 60, "deployment gone")
+    cl.check()
