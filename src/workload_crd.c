@@ -178,6 +178,54 @@ struct workload_spec *workload_spec_from_json(enum workload_type t, json_t *spec
         }
         w->ports_count = (unsigned)json_array_size(v);
     }
+    if ((v = json_object_get(spec, "sidecars")) != NULL && json_is_array(v)) {
+        size_t i;
+        json_t *sc;
+        w->sidecars = xcalloc(json_array_size(v) + 1, sizeof(*w->sidecars));
+        json_array_foreach(v, i, sc) {
+            struct sidecar *sd = &w->sidecars[i];
+            char p[128];
+            json_t *mounts = json_object_get(sc, "volumeMounts"), *sec = json_object_get(sc, "securityContext");
+            snprintf(p, sizeof(p), "spec.sidecars[%zu]", i);
+            sd->name = dup_str(json_object_get(sc, "name"), p, errs);
+            sd->image = dup_str(json_object_get(sc, "image"), p, errs);
+            sd->command = str_list(json_object_get(sc, "command"), &sd->command_count, p, errs);
+            sd->args = str_list(json_object_get(sc, "args"), &sd->args_count, p, errs);
+            kv_from(json_object_get(sc, "env"), &sd->env, p, errs);
+            sd->resources = resources_from(json_object_get(sc, "resources"), p, errs);
+            if (json_is_array(mounts)) {
+                size_t k;
+                json_t *mnt;
+                sd->volume_mounts = xcalloc(json_array_size(mounts) + 1, sizeof(*sd->volume_mounts));
+                json_array_foreach(mounts, k, mnt) {
+                    sd->volume_mounts[k].name = dup_str(json_object_get(mnt, "name"), p, errs);
+                    sd->volume_mounts[k].mount_path = dup_str(json_object_get(mnt, "mountPath"), p, errs);
+                    sd->volume_mounts[k].read_only = json_is_true(json_object_get(mnt, "readOnly"));
+                }
+                sd->volume_mounts_count = (unsigned)json_array_size(mounts);
+            }
+            if (json_is_object(sec)) {
+                struct security_context *c = xcalloc(1, sizeof(*c));
+                json_t *x;
+                if ((x = json_object_get(sec, "privileged")) && json_is_boolean(x)) {
+                    c->privileged = xmalloc(sizeof(bool));
+                    *c->privileged = json_is_true(x);
+                }
+                if ((x = json_object_get(sec, "runAsNonRoot")) && json_is_boolean(x)) {
+                    c->run_as_non_root = xmalloc(sizeof(bool));
+                    *c->run_as_non_root = json_is_true(x);
+                }
+                if ((x = json_object_get(sec, "readOnlyRootFilesystem")) && json_is_boolean(x)) {
+                    c->read_only_root_filesystem = xmalloc(sizeof(bool));
+                    *c->read_only_root_filesystem = json_is_true(x);
+                }
+                c->run_as_user = dup_int(json_object_get(sec, "runAsUser"), p, errs);
+                c->run_as_group = dup_int(json_object_get(sec, "runAsGroup"), p, errs);
+                sd->security_context = c;
+            }
+        }
+        w->sidecars_count = (unsigned)json_array_size(v);
+    }
     w->termination_grace_period = dup_str(json_object_get(spec, "terminationGracePeriod"),
                                           "spec.terminationGracePeriod", errs);
     w->restart_policy = dup_str(json_object_get(spec, "restartPolicy"), "spec.restartPolicy", errs);
@@ -247,6 +295,29 @@ void workload_spec_free(struct workload_spec *w)
     for (unsigned i = 0; i < w->ports_count; i++)
         free(w->ports[i].name);
     free(w->ports);
+    for (unsigned i = 0; i < w->sidecars_count; i++) {
+        struct sidecar *sd = &w->sidecars[i];
+        free(sd->name);
+        free(sd->image);
+        free_list(sd->command, sd->command_count);
+        free_list(sd->args, sd->args_count);
+        kv_list_free(&sd->env);
+        free_resources(sd->resources);
+        for (unsigned k = 0; k < sd->volume_mounts_count; k++) {
+            free(sd->volume_mounts[k].name);
+            free(sd->volume_mounts[k].mount_path);
+        }
+        free(sd->volume_mounts);
+        if (sd->security_context) {
+            free(sd->security_context->privileged);
+            free(sd->security_context->run_as_user);
+            free(sd->security_context->run_as_group);
+            free(sd->security_context->run_as_non_root);
+            free(sd->security_context->read_only_root_filesystem);
+            free(sd->security_context);
+        }
+    }
+    free(w->sidecars);
     free(w->termination_grace_period);
     free(w->restart_policy);
     free(w->max_restarts);

@@ -1,0 +1,151 @@
+/*
+ * Workload specs from custom resources and the objects built from them:
+ * every field decoded (none silently ignored), unknown fields named,
+ * labels, annotations, the token, and the spec hash that ignores
+ * leader-specific values.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../../src/workload.h"
+
+static const char spec_json[] =
+    "{\"image\":\"nginx\",\"script\":{\"commands\":[\"a\",\"b\"],\"shell\":\"/bin/bash\"},"
+    "\"env\":{\"K\":\"V\"},\"labels\":{\"team\":\"x\"},\"annotations\":{\"note\":\"y\"},"
+    "\"nodeSelector\":{\"disk\":\"ssd\"},\"configMaps\":[\"cm\"],\"secrets\":[\"sec\"],"
+    "\"resources\":{\"cpuRequest\":\"100m\",\"memoryLimit\":\"1Gi\"},"
+    "\"ports\":[{\"name\":\"http\",\"containerPort\":80,\"servicePort\":8080}],"
+    "\"sidecars\":[{\"name\":\"side\",\"image\":\"envoy\",\"env\":{\"S\":\"1\"},"
+    "\"volumeMounts\":[{\"name\":\"v\",\"mountPath\":\"/v\",\"readOnly\":true}],\"securityContext\":{\"runAsUser\":7}}],"
+    "\"replicas\":3,\"healthCheckPath\":\"/h\",\"healthCheckPort\":81,\"terminationGracePeriod\":\"10s\"}";
+
+static struct config cfg;
+
+static void setup_cfg(void)
+{
+    memset(&cfg, 0, sizeof(cfg));
+    cfg.id = (char *)"replica-1";
+    cfg.tenant = (char *)"t1";
+    cfg.cluster_name = (char *)"east";
+}
+
+static void test_decode_and_build(void **state)
+{
+    struct config_errors errs = {0};
+    json_t *spec = json_loads(spec_json, 0, NULL);
+    struct workload_spec *w = workload_spec_from_json(WORKLOAD_SERVICE, spec, "web", "ns1", &errs);
+    struct build_ctx b;
+    struct desired d[MAX_DESIRED];
+    char hash1[24], hash2[24];
+    int n;
+    json_t *dep, *c, *tmpl;
+    (void)state;
+
+    setup_cfg();
+    config_validate_workload(WORKLOAD_SERVICE, w, "spec", &errs);
+    assert_int_equal(errs.count, 0);
+    assert_int_equal(w->sidecars_count, 1);
+    assert_int_equal(*w->sidecars[0].security_context->run_as_user, 7);
+    b = (struct build_ctx){&cfg, WORKLOAD_SERVICE, w, "ns1", 5, NULL};
+    n = workload_build(&b, d, hash1, sizeof(hash1));
+    assert_int_equal(n, 2); /* Deployment + Service */
+    dep = d[0].body;
+    assert_string_equal(json_string_value(json_object_get(dep, "kind")), "Deployment");
+    assert_int_equal(json_integer_value(json_object_get(json_object_get(dep, "spec"), "replicas")), 3);
+    assert_string_equal(json_string_value(json_object_get(json_object_get(json_object_get(dep, "metadata"), "annotations"),
+                                                          ANN_TOKEN)), "5");
+    assert_string_equal(json_string_value(json_object_get(json_object_get(json_object_get(dep, "metadata"), "annotations"),
+                                                          ANN_LEADER)), "replica-1");
+    tmpl = json_object_get(json_object_get(dep, "spec"), "template");
+    assert_null(json_object_get(json_object_get(tmpl, "metadata"), "annotations"));
+    assert_string_equal(json_string_value(json_object_get(json_object_get(json_object_get(tmpl, "metadata"), "labels"),
+                                                          "highlander.plexobject.io/tenant")), "t1");
+    c = json_array_get(json_object_get(json_object_get(tmpl, "spec"), "containers"), 0);
+    assert_string_equal(json_string_value(json_array_get(json_object_get(c, "command"), 0)), "/bin/bash");
+    assert_string_equal(json_string_value(json_array_get(json_object_get(c, "args"), 1)), "set -e\na\nb\n");
+    {
+        char *text = json_dumps(c, JSON_COMPACT);
+        assert_non_null(strstr(text, "{\"name\":\"HIGHLANDER_FENCING_TOKEN\",\"value\":\"5\"}"));
+        free(text);
+    }
+    assert_int_equal(json_array_size(json_object_get(json_object_get(tmpl, "spec"), "containers")), 2);
+    assert_int_equal(json_array_size(json_object_get(json_object_get(tmpl, "spec"), "volumes")), 2);
+    desired_free(d, n);
+    /* Another leader, another token: the same hash (adopted untouched). */
+    cfg.id = (char *)"replica-2";
+    b.token = 9;
+    n = workload_build(&b, d, hash2, sizeof(hash2));
+    assert_string_equal(hash1, hash2);
+    desired_free(d, n);
+    /* A real change changes the hash. */
+    *w->replicas = 4;
+    n = workload_build(&b, d, hash2, sizeof(hash2));
+    assert_string_not_equal(hash1, hash2);
+    desired_free(d, n);
+    workload_spec_free(w);
+    json_decref(spec);
+    config_errors_free(&errs);
+}
+
+static void test_unknown_and_bad_fields(void **state)
+{
+    struct config_errors errs = {0};
+    json_t *spec = json_loads("{\"image\":[7],\"schedule\":\"* * * * *\",\"replicass\":2,\"env\":[1],"
+                              "\"script\":{\"commands\":[]}}", 0, NULL);
+    struct workload_spec *w = workload_spec_from_json(WORKLOAD_PROCESS, spec, "p", "ns", &errs);
+    int unknown = 0, image = 0, env = 0;
+    (void)state;
+
+    config_validate_workload(WORKLOAD_PROCESS, w, "spec", &errs);
+    for (unsigned i = 0; i < errs.count; i++) {
+        unknown += strstr(errs.items[i], "spec.replicass: unknown field") != NULL;
+        unknown += strstr(errs.items[i], "spec.schedule: unknown field for process") != NULL;
+        env += strstr(errs.items[i], "spec.env: must be a map") != NULL;
+        image += strstr(errs.items[i], "spec.image") != NULL;
+    }
+    assert_int_equal(unknown, 2);
+    assert_int_equal(env, 1);
+    assert_true(image >= 1);
+    workload_spec_free(w);
+    json_decref(spec);
+    config_errors_free(&errs);
+}
+
+static void test_health(void **state)
+{
+    struct health h;
+    json_t *pod = json_loads("{\"status\":{\"phase\":\"Running\",\"podIP\":\"10.0.0.1\",\"conditions\":"
+                             "[{\"type\":\"Ready\",\"status\":\"True\"}],\"containerStatuses\":[{\"restartCount\":2}]},"
+                             "\"spec\":{\"nodeName\":\"n1\"}}", 0, NULL);
+    json_t *dep = json_loads("{\"metadata\":{\"generation\":3},\"spec\":{\"replicas\":2},"
+                             "\"status\":{\"observedGeneration\":2,\"readyReplicas\":2}}", 0, NULL);
+    (void)state;
+
+    workload_health(WORKLOAD_PROCESS, pod, &h);
+    assert_true(h.healthy);
+    assert_int_equal(json_integer_value(json_object_get(h.details, "restarts")), 2);
+    json_decref(h.details);
+    workload_health(WORKLOAD_SERVICE, dep, &h);
+    assert_false(h.healthy); /* generation not observed yet */
+    json_decref(h.details);
+    workload_health(WORKLOAD_CRONJOB, NULL, &h);
+    assert_false(h.active);
+    json_decref(h.details);
+    json_decref(pod);
+    json_decref(dep);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_decode_and_build),
+        cmocka_unit_test(test_unknown_and_bad_fields),
+        cmocka_unit_test(test_health),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
