@@ -3,7 +3,7 @@
 #   make                      build/highlander
 #   make SANITIZER=address    instrumented build in build/address/
 #   make deps | test | test-unit | test-system | bench | fuzz | clean
-#   make cluster-up | cluster-down
+#   make demo | demo-stop | cluster-up | cluster-down
 
 VERSION := 0.1.0
 OPTIMIZATION ?= -O2
@@ -52,7 +52,7 @@ UNIT_SRCS := $(sort $(wildcard test/unit/test_*.c))
 UNIT_BINS := $(UNIT_SRCS:test/unit/%.c=$(BUILD)/test/%)
 
 .PHONY: all tools deps clean test test-unit test-unit-asan test-unit-valgrind test-system \
-        test-system-asan bench fuzz cluster-up cluster-down
+        test-system-asan bench fuzz demo demo-stop cluster-up cluster-down
 
 all: $(BUILD)/highlander
 
@@ -150,6 +150,12 @@ bench: $(BUILD)/highlander
 	@python3 bench/failover/run.py $(BUILD)/highlander 20
 	@$(MAKE) --no-print-directory tools
 	@python3 bench/watch/run.py $(BUILD)/tools
+
+demo:
+	@bash scripts/demo.sh
+
+demo-stop:
+	@bash scripts/demo.sh stop
 
 cluster-up:
 	@bash test/cluster/cluster.sh up

@@ -464,6 +464,26 @@ static void reconcile(struct workload_mgr *m, struct workload *w)
     }
 }
 
+/* Followers keep health current from their caches, writing nothing. */
+static void observe_only(struct workload_mgr *m, struct workload *w)
+{
+    struct desired d[MAX_DESIRED];
+    struct build_ctx b = {m->cfg, w->type, w->spec, w->ns, m->token, w->cr};
+    json_t *top = NULL;
+    int n;
+
+    if (w->invalid)
+        return;
+    n = workload_build(&b, d, w->hash, sizeof(w->hash));
+    for (int i = 0; i < n; i++)
+        if (d[i].is_top)
+            top = informer_get(m->objs[kind_of_plural(d[i].plural)], w->ns, d[i].name);
+    json_decref(w->h.details);
+    workload_health(w->type, top, &w->h);
+    report(m, w);
+    desired_free(d, n);
+}
+
 static void timer_cb(uv_timer_t *t)
 {
     struct workload_mgr *m = container_of(t, struct workload_mgr, timer);
@@ -473,8 +493,10 @@ static void timer_cb(uv_timer_t *t)
         if (!w->queued || w->busy || w->due_ms > now)
             continue;
         w->queued = 0;
-        if (!m->leading || !lease_check(m->lease))
+        if (!m->leading || !lease_check(m->lease)) {
+            observe_only(m, w);
             continue;
+        }
         reconcile(m, w);
     }
     arm(m);
@@ -484,9 +506,8 @@ static void resync_cb(uv_timer_t *t)
 {
     struct workload_mgr *m = container_of(t, struct workload_mgr, resync);
 
-    if (m->leading)
-        for (struct workload *w = m->list; w; w = w->next)
-            enqueue(m, w, (uint64_t)(rand() % 1000));
+    for (struct workload *w = m->list; w; w = w->next)
+        enqueue(m, w, (uint64_t)(rand() % 1000));
 }
 
 /* ---- sources ------------------------------------------------------------------ */
@@ -689,8 +710,6 @@ static void stopped_leading(void *ctx, struct lease *l, const char *reason)
     (void)l;
     m->leading = 0;
     log_info("workloads", "stopped leading (%s): no more writes", reason);
-    for (struct workload *w = m->list; w; w = w->next)
-        w->queued = 0;
 }
 
 /* ---- module -------------------------------------------------------------------- */
