@@ -467,6 +467,11 @@ void lease_backend_hold_off(struct lease *l, const char *reason)
         l->hold_until_ms = until;
 }
 
+unsigned lease_member_clusters(const struct lease *l)
+{
+    return l->member_clusters;
+}
+
 void lease_backend_members(struct lease *l, unsigned clusters)
 {
     l->member_clusters = clusters;

@@ -423,7 +423,13 @@ static void reconcile(struct workload_mgr *m, struct workload *w)
             int pod_failed = kind == OBJ_PODS && phase && strcmp(phase, "Failed") == 0;
             int pod_done = kind == OBJ_PODS && phase && strcmp(phase, "Succeeded") == 0 &&
                            w->spec->restart_policy && strcmp(w->spec->restart_policy, "Always") == 0;
-            if (hash && strcmp(hash, w->hash) == 0 && !pod_failed && !pod_done)
+            int stopped = 0;
+            if (kind == OBJ_CRONJOBS)
+                stopped = json_is_true(json_object_get(json_object_get(cur, "spec"), "suspend"));
+            if (kind == OBJ_DEPLOYMENTS || kind == OBJ_STATEFULSETS)
+                stopped = json_integer_value(json_object_get(json_object_get(cur, "spec"), "replicas")) !=
+                          json_integer_value(json_object_get(json_object_get(d[i].body, "spec"), "replicas"));
+            if (hash && strcmp(hash, w->hash) == 0 && !pod_failed && !pod_done && !stopped)
                 continue; /* adopted as it is */
             path = kube_path(d[i].group, d[i].version, w->ns, d[i].plural, d[i].name, NULL);
             if (kind == OBJ_PODS) {
@@ -712,6 +718,107 @@ static void stopped_leading(void *ctx, struct lease *l, const char *reason)
     log_info("workloads", "stopped leading (%s): no more writes", reason);
 }
 
+/* ---- handover: stop before release ---------------------------------------------- */
+
+struct drain {
+    struct workload_mgr *m;
+    int pending;
+    void (*done)(void *);
+    void *done_arg;
+};
+
+static void drain_step(void *arg, const struct kube_response *res)
+{
+    struct drain *d = arg;
+
+    if (res->status >= 300 && res->status != 404)
+        log_warn("workloads", "stopping a workload object failed: %s", res->err.message);
+    if (--d->pending == 0) {
+        log_info("workloads", "every workload object stopped");
+        d->done(d->done_arg);
+        free(d);
+    }
+}
+
+static int handover_stop(struct workload_mgr *m)
+{
+    if (m->cfg->handover == HANDOVER_STOP)
+        return 1;
+    if (m->cfg->handover == HANDOVER_ADOPT)
+        return 0;
+    /* auto: stop when replicas of this tenant run in more than one cluster. */
+    return lease_member_clusters(m->lease) > 1;
+}
+
+/*
+ * workloadHandover stop: before the lease is released, delete process pods,
+ * suspend CronJobs and scale Deployments and StatefulSets to zero, so the
+ * next leader (perhaps in another cluster) starts from nothing running.
+ * This runs when the workloads module stops; the lease module stops after
+ * it (modules stop in reverse order), so the release comes only after this.
+ */
+static void drain_work(struct workload_mgr *m, void (*done)(void *), void *done_arg)
+{
+    struct drain *d;
+
+    if (!m->leading || !lease_check(m->lease) || !handover_stop(m)) {
+        done(done_arg);
+        return;
+    }
+    d = xcalloc(1, sizeof(*d));
+    d->m = m;
+    d->done = done;
+    d->done_arg = done_arg;
+    d->pending = 1; /* released after the loop */
+    for (struct workload *w = m->list; w; w = w->next) {
+        char *path = NULL;
+        json_t *patch = NULL;
+        switch (w->type) {
+        case WORKLOAD_PROCESS: {
+            char pod[300];
+            snprintf(pod, sizeof(pod), "%s-pod", w->name);
+            if (informer_get(m->objs[OBJ_PODS], w->ns, pod) == NULL)
+                break;
+            path = kube_path("", "v1", w->ns, "pods", pod, NULL);
+            d->pending++;
+            kube_delete(m->k, path, 0, "Background", NULL, NULL, drain_step, d);
+            break;
+        }
+        case WORKLOAD_CRONJOB:
+            if (informer_get(m->objs[OBJ_CRONJOBS], w->ns, w->name) == NULL)
+                break;
+            path = kube_path("batch", "v1", w->ns, "cronjobs", w->name, NULL);
+            patch = json_pack("{s:{s:b}}", "spec", "suspend", 1);
+            break;
+        case WORKLOAD_SERVICE:
+            if (informer_get(m->objs[OBJ_DEPLOYMENTS], w->ns, w->name) == NULL)
+                break;
+            path = kube_path("apps", "v1", w->ns, "deployments", w->name, NULL);
+            patch = json_pack("{s:{s:i}}", "spec", "replicas", 0);
+            break;
+        case WORKLOAD_PERSISTENT:
+            if (informer_get(m->objs[OBJ_STATEFULSETS], w->ns, w->name) == NULL)
+                break;
+            path = kube_path("apps", "v1", w->ns, "statefulsets", w->name, NULL);
+            patch = json_pack("{s:{s:i}}", "spec", "replicas", 0);
+            break;
+        default:
+            break;
+        }
+        if (patch) {
+            d->pending++;
+            kube_patch(m->k, path, KUBE_PATCH_MERGE, patch, drain_step, d);
+            json_decref(patch);
+        }
+        free(path);
+    }
+    log_info("workloads", "workloadHandover stop: stopping %d objects before the release", d->pending - 1);
+    {
+        struct kube_response none = {.status = 200};
+        drain_step(d, &none);
+    }
+}
+
 /* ---- module -------------------------------------------------------------------- */
 
 static struct cr_ctx cr_ctxs[WORKLOAD_TYPE_COUNT];
@@ -781,12 +888,21 @@ static void informers_stopped(void *arg)
     }
 }
 
+static void close_everything(void *arg);
+
 static void wm_stop(void *ctx, struct app *app)
 {
     struct workload_mgr *m = ctx;
 
     (void)app;
     m->stopping = 1;
+    drain_work(m, close_everything, m);
+}
+
+static void close_everything(void *arg)
+{
+    struct workload_mgr *m = arg;
+
     m->leading = 0;
     /* Two timers and the client (closed once every informer stopped). */
     m->pending_closes = 3;

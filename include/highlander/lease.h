@@ -71,6 +71,9 @@ struct lease_backend {
 typedef void (*lease_started_cb)(void *ctx, struct lease *l, uint64_t token);
 typedef void (*lease_stopped_cb)(void *ctx, struct lease *l, const char *reason);
 
+/* Distinct cluster names among live replicas (0 when unknown). */
+unsigned lease_member_clusters(const struct lease *l);
+
 struct lease *lease_new(uv_loop_t *loop, const struct config *cfg, struct status *st, struct metrics *m,
                         struct lease_backend *backend);
 void lease_free(struct lease *l);

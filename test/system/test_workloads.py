@@ -219,3 +219,48 @@ def test_custom_resources(setup):
     kube.kubectl("-n", ns, "delete", "wls", "cr-svc")
     wait(lambda: "cr-svc" not in kube.kubectl("-n", ns, "get", "deployments", "-o", "name"), 60, "deployment gone")
     cl.check()
+
+
+def test_stop_mode_handover(kube, controller_factory, tmp_path):
+    """workloadHandover: stop.  On SIGTERM the leader deletes the pod, scales
+    the Deployment to zero, and only then releases; the next leader starts
+    them again.  A watcher records every pod event: the old pod is gone
+    before the new one appears, never two at once."""
+    from conftest import TOOLS  # noqa: F401
+    ns = kube.namespace("wl-stopmode")
+    store = RedisStore()
+    cfg = tmp_path / "config.yaml"
+    cfg.write_text("workloadHandover: stop\n" + config_for(ns))
+    watcher = kube.driver_bg("watch", "", "v1", "pods", ns)
+    cl = Cluster(controller_factory, None, n=2, store=store,
+                 extra_env={"HIGHLANDER_KUBECONFIG": kube.kubeconfig, "HIGHLANDER_CONFIG": str(cfg)})
+    try:
+        leader = cl.wait_one_leader(timeout=15)
+        wait(lambda: all(w["healthy"] for w in workloads(leader).values()) and len(workloads(leader)) == 4, 90)
+        uid = get(kube, ns, "pod", "proc-pod")["metadata"]["uid"]
+        assert leader.terminate() == 0
+        log = leader.log()
+        assert log.index("workloadHandover stop: stopping") < log.index("released the lease")
+        new = cl.wait_one_leader(timeout=10, among=[c for c in cl.replicas if c is not leader])
+        wait(lambda: get(kube, ns, "pod", "proc-pod")["metadata"]["uid"] != uid and
+             all(w["healthy"] for w in workloads(new).values()), 90, "restarted by the new leader")
+        assert get(kube, ns, "deployment", "web")["spec"]["replicas"] == 2
+        assert get(kube, ns, "cronjob", "tick")["spec"]["suspend"] is False
+        time.sleep(1.0)
+    finally:
+        watcher.send_signal(15)
+        out, _ = watcher.communicate(timeout=10)
+        for c in cl.alive():
+            c.terminate()
+        store.stop()
+    live = 0
+    for line in out.decode().splitlines():
+        parts = line.split()
+        if len(parts) >= 2 and parts[1] == "proc-pod":
+            if parts[0] == "ADDED":
+                live += 1
+            elif parts[0] == "DELETED":
+                live -= 1
+            assert live <= 1, out.decode()
+    assert "DELETED proc-pod" in out.decode()
+    cl.check()
