@@ -24,7 +24,7 @@ enum setting {
     S_REDIS_ADDR, S_REDIS_USERNAME, S_REDIS_PASSWORD, S_REDIS_DB, S_DATABASE_URL,
     S_CLUSTER_NAME, S_KUBECONFIG, S_TERMINATION_GRACE, S_HANDOVER,
     S_LEASE_DURATION, S_RENEW_DEADLINE, S_RETRY_PERIOD, S_LOG_LEVEL, S_LOG_FORMAT,
-    S_API_TOKEN, S_BIND_ADDRESS, S_HTTP_MAX_CONNS, S_COUNT
+    S_API_TOKEN, S_BIND_ADDRESS, S_HTTP_MAX_CONNS, S_KUBE_QPS, S_KUBE_BURST, S_COUNT
 };
 
 struct setting_desc {
@@ -60,6 +60,8 @@ static const struct setting_desc settings[S_COUNT] = {
     [S_API_TOKEN] = {NULL, "HIGHLANDER_API_TOKEN", NULL, NULL},
     [S_BIND_ADDRESS] = {NULL, "HIGHLANDER_BIND_ADDRESS", "bind-address", "0.0.0.0"},
     [S_HTTP_MAX_CONNS] = {NULL, "HIGHLANDER_HTTP_MAX_CONNECTIONS", "http-max-connections", "4096"},
+    [S_KUBE_QPS] = {NULL, "HIGHLANDER_KUBE_QPS", "kube-qps", "20"},
+    [S_KUBE_BURST] = {NULL, "HIGHLANDER_KUBE_BURST", "kube-burst", "30"},
 };
 
 struct value {
@@ -102,6 +104,7 @@ const char *const config_usage =
     "  --log-format FORMAT        text | json (default: text)\n"
     "  --bind-address ADDR        HTTP listen address (default: 0.0.0.0)\n"
     "  --http-max-connections N   HTTP connection cap (default: 4096)\n"
+    "  --kube-qps N, --kube-burst N  Kubernetes client rate limit (default: 20, 30)\n"
     "  --check-config             validate, print the effective config (secrets masked), exit 0 or 2\n"
     "  --version                  print the version and exit\n"
     "  --help                     print this help and exit\n";
@@ -609,6 +612,10 @@ static void convert(struct merged *m, struct config *c, struct config_errors *er
     c->bind_address = take(m, S_BIND_ADDRESS);
     if (parse_int(&m->v[S_HTTP_MAX_CONNS], 1, 1000000, &n, errs) == 0)
         c->http_max_connections = (unsigned)n;
+    if (parse_int(&m->v[S_KUBE_QPS], 1, 100000, &n, errs) == 0)
+        c->kube_qps = (int)n;
+    if (parse_int(&m->v[S_KUBE_BURST], 1, 100000, &n, errs) == 0)
+        c->kube_burst = (int)n;
     if (c->api_token && *c->api_token == '\0') {
         free(c->api_token);
         c->api_token = NULL;

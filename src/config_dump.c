@@ -294,6 +294,8 @@ char *config_dump(const struct config *c)
     json_object_set_new(o, "apiToken", c->api_token ? json_string(MASK) : json_null());
     set_str(o, "bindAddress", c->bind_address);
     json_object_set_new(o, "httpMaxConnections", json_integer(c->http_max_connections));
+    json_object_set_new(o, "kubeQPS", json_integer(c->kube_qps));
+    json_object_set_new(o, "kubeBurst", json_integer(c->kube_burst));
     wl = json_object();
     json_object_set_new(wl, "processes", workload_array(WORKLOAD_PROCESS, w ? w->processes : NULL,
                                                         w ? w->processes_count : 0));

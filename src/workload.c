@@ -148,7 +148,8 @@ static void arm(struct workload_mgr *m)
 {
     uint64_t now = time_mono_ms(), next = UINT64_MAX;
 
-    if (m->stopping)
+    /* With every slot taken, the next completion re-arms (no busy loop). */
+    if (m->stopping || (m->leading && m->in_flight >= MAX_IN_FLIGHT))
         return;
     for (struct workload *w = m->list; w; w = w->next)
         if (w->queued && !w->busy && w->due_ms < next)
@@ -490,10 +491,25 @@ static void observe_only(struct workload_mgr *m, struct workload *w)
     desired_free(d, n);
 }
 
+static int caches_synced(struct workload_mgr *m)
+{
+    for (int i = 0; i < OBJ_COUNT; i++)
+        if (!informer_has_synced(m->objs[i]))
+            return 0;
+    return 1;
+}
+
 static void timer_cb(uv_timer_t *t)
 {
     struct workload_mgr *m = container_of(t, struct workload_mgr, timer);
     uint64_t now = time_mono_ms();
+
+    /* Judging what exists before the caches hold it would mean creating
+     * objects that are already there: wait for the first LIST of each. */
+    if (!caches_synced(m)) {
+        uv_timer_start(&m->timer, timer_cb, 100, 0);
+        return;
+    }
 
     for (struct workload *w = m->list; w && m->in_flight < MAX_IN_FLIGHT; w = w->next) {
         if (!w->queued || w->busy || w->due_ms > now)
@@ -973,7 +989,10 @@ struct workload_mgr *workload_mgr_new(uv_loop_t *loop, const struct config *cfg,
     m->cfg = cfg;
     m->st = st;
     m->lease = lease;
-    m->k = kube_client_new(loop, &kc, NULL, err, sizeof(err));
+    {
+        struct kube_client_opts ko = {.qps = cfg->kube_qps, .burst = cfg->kube_burst};
+        m->k = kube_client_new(loop, &kc, &ko, err, sizeof(err));
+    }
     kube_config_free(&kc);
     if (m->k == NULL) {
         log_error("workloads", "%s", err);

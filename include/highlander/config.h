@@ -226,6 +226,8 @@ struct config {
     char *api_token;
     char *bind_address;
     unsigned http_max_connections;
+    int kube_qps;
+    int kube_burst;
     /* The decoded file (or an empty document); owns the workload specs. */
     struct config_file *file;
 };
