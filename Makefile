@@ -150,6 +150,7 @@ bench: $(BUILD)/highlander
 	@python3 bench/failover/run.py $(BUILD)/highlander 20
 	@$(MAKE) --no-print-directory tools
 	@python3 bench/watch/run.py $(BUILD)/tools
+	@python3 bench/reconcile/run.py $(BUILD)/highlander 1000
 
 demo:
 	@bash scripts/demo.sh
