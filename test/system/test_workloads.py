@@ -75,18 +75,20 @@ def setup(kube, controller_factory, tmp_path, request):
     store.stop()
 
 
-def workloads(c):
-    return {w["name"]: w for w in c.get_json("/api/workloads")[1]["data"]}
+def workloads(c, ns):
+    """The workloads in namespace ns (resources of other tests' namespaces
+    are workloads too: the controller watches every namespace)."""
+    return {w["name"]: w for w in c.get_json("/api/workloads")[1]["data"] if w["namespace"] == ns}
 
 
 def test_config_workloads_become_healthy(setup):
     kube, ns, cl = setup
     leader = cl.wait_one_leader(timeout=15)
     try:
-        wait(lambda: all(w["healthy"] for w in workloads(leader).values()) and len(workloads(leader)) == 4,
+        wait(lambda: all(w["healthy"] for w in workloads(leader, ns).values()) and len(workloads(leader, ns)) == 4,
              90, "all four healthy")
     except AssertionError:
-        raise AssertionError(json.dumps({n: (w["phase"], w["lastError"]) for n, w in workloads(leader).items()}))
+        raise AssertionError(json.dumps({n: (w["phase"], w["lastError"]) for n, w in workloads(leader, ns).items()}))
     token = str(leader.get_json("/status")[1]["data"]["fencingToken"])
     pod = get(kube, ns, "pod", "proc-pod")
     labels = pod["metadata"]["labels"]
@@ -112,7 +114,7 @@ def test_config_workloads_become_healthy(setup):
     # The follower writes nothing and knows what the leader runs.
     follower = [c for c in cl.replicas if c is not leader][0]
     st = leader.get_json("/status")[1]["data"]["workloadStatus"]
-    assert st == {"total": 4, "healthy": 4, "managed": True}
+    assert st["managed"] is True and st["healthy"] >= 4
     pods = leader.get_json("/api/pods")[1]["data"]
     assert {p["name"] for p in pods} >= {"proc-pod"}
     assert leader.get_json("/api/workload-names")[1]["data"]
@@ -127,13 +129,13 @@ def test_config_workloads_become_healthy(setup):
 def test_failover_adopts_without_restarting(setup):
     kube, ns, cl = setup
     leader = cl.wait_one_leader(timeout=15)
-    wait(lambda: all(w["healthy"] for w in workloads(leader).values()) and len(workloads(leader)) == 4, 60)
+    wait(lambda: all(w["healthy"] for w in workloads(leader, ns).values()) and len(workloads(leader, ns)) == 4, 60)
     uid = get(kube, ns, "pod", "proc-pod")["metadata"]["uid"]
     rs_before = sorted(r["metadata"]["name"] for r in get(kube, ns, "replicasets")["items"])
     leader.proc.kill()
     new = cl.wait_one_leader(timeout=10, among=[c for c in cl.replicas if c is not leader])
     time.sleep(3.0)
-    assert all(w["healthy"] for w in workloads(new).values())
+    assert all(w["healthy"] for w in workloads(new, ns).values())
     assert get(kube, ns, "pod", "proc-pod")["metadata"]["uid"] == uid
     assert sorted(r["metadata"]["name"] for r in get(kube, ns, "replicasets")["items"]) == rs_before
     cl.check()
@@ -142,7 +144,7 @@ def test_failover_adopts_without_restarting(setup):
 def test_deleted_pod_is_recreated(setup):
     kube, ns, cl = setup
     leader = cl.wait_one_leader(timeout=15)
-    wait(lambda: workloads(leader)["proc"]["healthy"], 60)
+    wait(lambda: workloads(leader, ns)["proc"]["healthy"], 60)
     uid = get(kube, ns, "pod", "proc-pod")["metadata"]["uid"]
     kube.kubectl("-n", ns, "delete", "pod", "proc-pod", "--wait=false")
     wait(lambda: get(kube, ns, "pod", "proc-pod")["metadata"]["uid"] != uid and
@@ -197,7 +199,7 @@ def test_custom_resources(setup):
     assert ready["status"] == "False" and "spec.schedule" in ready["message"]
     events = kube.kubectl("-n", ns, "get", "events", "--field-selector", "involvedObject.name=cr-bad")
     assert "InvalidSpec" in events
-    assert all(w["healthy"] for n, w in workloads(leader).items() if n != "cr-bad")
+    assert all(w["healthy"] for n, w in workloads(leader, ns).items() if n != "cr-bad")
 
     # Update in place: the same Deployment (UID) with new replicas; the
     # CronJob's schedule follows.
@@ -236,14 +238,18 @@ def test_stop_mode_handover(kube, controller_factory, tmp_path):
                  extra_env={"HIGHLANDER_KUBECONFIG": kube.kubeconfig, "HIGHLANDER_CONFIG": str(cfg)})
     try:
         leader = cl.wait_one_leader(timeout=15)
-        wait(lambda: all(w["healthy"] for w in workloads(leader).values()) and len(workloads(leader)) == 4, 90)
+        try:
+            wait(lambda: all(w["healthy"] for w in workloads(leader, ns).values()) and len(workloads(leader, ns)) == 4, 90)
+        except AssertionError:
+            raise AssertionError(json.dumps({n: (w["phase"], w["lastError"]) for n, w in workloads(leader, ns).items()})
+                                 + kube.kubectl("-n", ns, "get", "all"))
         uid = get(kube, ns, "pod", "proc-pod")["metadata"]["uid"]
         assert leader.terminate() == 0
         log = leader.log()
         assert log.index("workloadHandover stop: stopping") < log.index("released the lease")
         new = cl.wait_one_leader(timeout=10, among=[c for c in cl.replicas if c is not leader])
         wait(lambda: get(kube, ns, "pod", "proc-pod")["metadata"]["uid"] != uid and
-             all(w["healthy"] for w in workloads(new).values()), 90, "restarted by the new leader")
+             all(w["healthy"] for w in workloads(new, ns).values()), 90, "restarted by the new leader")
         assert get(kube, ns, "deployment", "web")["spec"]["replicas"] == 2
         assert get(kube, ns, "cronjob", "tick")["spec"]["suspend"] is False
         time.sleep(1.0)
