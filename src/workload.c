@@ -193,11 +193,28 @@ static enum obj_kind kind_of_plural(const char *plural)
 
 /* ---- status write-back and metrics ------------------------------------------ */
 
+struct status_write {
+    struct workload_mgr *m;
+    char key[400];
+};
+
+/* A failed status write is forgotten, so the next report writes again,
+ * and the workload is looked at again shortly. */
 static void status_written(void *arg, const struct kube_response *res)
 {
-    free(arg);
-    if (res->status >= 300 && res->status != 404)
-        log_warn("workloads", "status update failed: %s", res->err.message);
+    struct status_write *sw = arg;
+    struct workload *w;
+
+    if (res->status < 200 || res->status >= 300) {
+        log_warn("workloads", "%s: status update failed: %s", sw->key, res->err.message);
+        if (!sw->m->stopping && (w = find(sw->m, sw->key)) != NULL) {
+            free(w->status_written);
+            w->status_written = NULL;
+            if (res->status != 404)
+                enqueue(sw->m, w, 1000);
+        }
+    }
+    free(sw);
 }
 
 static void condition(json_t *arr, const char *type, int ok, const char *reason, const char *msg, double t)
@@ -252,7 +269,10 @@ static void report(struct workload_mgr *m, struct workload *w)
     if (text && (w->status_written == NULL || strcmp(text, w->status_written) != 0)) {
         char *path = kube_path("highlander.plexobject.io", "v1", w->ns, cr_plurals[w->type], w->name, "status");
         json_t *patch = json_pack("{s:O}", "status", status);
-        kube_patch(m->k, path, KUBE_PATCH_MERGE, patch, status_written, xstrdup(w->key));
+        struct status_write *sw = xcalloc(1, sizeof(*sw));
+        sw->m = m;
+        snprintf(sw->key, sizeof(sw->key), "%s", w->key);
+        kube_patch(m->k, path, KUBE_PATCH_MERGE, patch, status_written, sw);
         json_decref(patch);
         free(path);
         free(w->status_written);
