@@ -56,6 +56,10 @@ struct lease {
     int store_was_up;
     int known;                  /* we know who leads (or that nobody does) */
     char holder_cluster[128];
+    /* another replica's hold, as last read from the store */
+    int other_known;
+    uint64_t other_token;
+    char other_cluster[128];
     unsigned member_clusters;
     struct subscriber subs[LEASE_MAX_SUBSCRIBERS];
     int nsubs;
@@ -125,6 +129,7 @@ static void set_holder(struct lease *l, const char *holder, const char *cluster)
 {
     struct status *st = l->st;
 
+    l->other_known = 0;
     if (holder == NULL) {
         status_set_str(&st->current_leader, NULL);
         return;
@@ -141,6 +146,24 @@ static void set_holder(struct lease *l, const char *holder, const char *cluster)
         }
         snprintf(l->holder_cluster, sizeof(l->holder_cluster), "%s", cluster);
     }
+}
+
+static void note_other(struct lease *l, const struct lease_info *info)
+{
+    if (strcmp(info->holder, l->cfg->id) == 0)
+        return;
+    l->other_known = 1;
+    l->other_token = info->token;
+    snprintf(l->other_cluster, sizeof(l->other_cluster), "%s", info->holder_cluster ? info->holder_cluster : "");
+}
+
+int lease_other_holder(const struct lease *l, const char **cluster, uint64_t *token)
+{
+    if (!l->other_known || l->state != LS_FOLLOWER)
+        return 0;
+    *cluster = l->other_cluster[0] ? l->other_cluster : NULL;
+    *token = l->other_token;
+    return 1;
 }
 
 static void arm_fence(struct lease *l)
@@ -377,6 +400,7 @@ void lease_backend_result(struct lease *l, enum lease_op op, enum lease_result r
             l->known = 1;
             l->other_seen_ms = time_mono_ms();
             set_holder(l, info->holder, info->holder_cluster);
+            note_other(l, info);
             /* Try again right when the record expires, if that is sooner. */
             if (info->ttl_ms >= 0 && (uint64_t)info->ttl_ms + 2 < jittered_retry(l))
                 schedule(l, (uint64_t)info->ttl_ms + 2);
@@ -388,8 +412,10 @@ void lease_backend_result(struct lease *l, enum lease_op op, enum lease_result r
         if (r == LEASE_OK) {
             l->known = 1;
             set_holder(l, info ? info->holder : NULL, info ? info->holder_cluster : NULL);
-            if (info && info->holder && strcmp(info->holder, l->cfg->id) != 0)
+            if (info && info->holder && strcmp(info->holder, l->cfg->id) != 0) {
                 l->other_seen_ms = time_mono_ms();
+                note_other(l, info);
+            }
         }
         return;
     case LEASE_OP_RENEW:

@@ -87,6 +87,8 @@ struct workload_mgr {
     unsigned count;
     uv_timer_t timer;
     uv_timer_t resync;
+    uv_timer_t sweep;                    /* the start-up rule, once */
+    uint64_t sweep_until_ms;
     int in_flight;
     int leading;
     uint64_t token;
@@ -776,6 +778,48 @@ static void drain_step(void *arg, const struct kube_response *res)
     }
 }
 
+/*
+ * Stops one object: a pod is deleted, a CronJob suspended, a Deployment or
+ * StatefulSet scaled to zero.  Returns 0 (and sends nothing) when it is
+ * already stopped or going.
+ */
+static int stop_object(struct workload_mgr *m, enum obj_kind kind, json_t *obj, kube_response_cb cb, void *arg)
+{
+    const char *ns = meta(obj, "namespace"), *name = meta(obj, "name");
+    json_t *spec = json_object_get(obj, "spec"), *patch;
+    char *path;
+
+    if (ns == NULL || name == NULL || meta(obj, "deletionTimestamp"))
+        return 0;
+    path = kube_path(obj_types[kind].group, obj_types[kind].version, ns, obj_types[kind].plural, name, NULL);
+    switch (kind) {
+    case OBJ_PODS:
+        kube_delete(m->k, path, 0, "Background", meta(obj, "uid"), NULL, cb, arg);
+        free(path);
+        return 1;
+    case OBJ_CRONJOBS:
+        if (json_is_true(json_object_get(spec, "suspend")))
+            goto none;
+        patch = json_pack("{s:{s:b}}", "spec", "suspend", 1);
+        break;
+    case OBJ_DEPLOYMENTS:
+    case OBJ_STATEFULSETS:
+        if (json_integer_value(json_object_get(spec, "replicas")) == 0 && json_object_get(spec, "replicas"))
+            goto none;
+        patch = json_pack("{s:{s:i}}", "spec", "replicas", 0);
+        break;
+    default:
+        goto none;
+    }
+    kube_patch(m->k, path, KUBE_PATCH_MERGE, patch, cb, arg);
+    json_decref(patch);
+    free(path);
+    return 1;
+none:
+    free(path);
+    return 0;
+}
+
 static int handover_stop(struct workload_mgr *m)
 {
     if (m->cfg->handover == HANDOVER_STOP)
@@ -807,52 +851,73 @@ static void drain_work(struct workload_mgr *m, void (*done)(void *), void *done_
     d->done_arg = done_arg;
     d->pending = 1; /* released after the loop */
     for (struct workload *w = m->list; w; w = w->next) {
-        char *path = NULL;
-        json_t *patch = NULL;
-        switch (w->type) {
-        case WORKLOAD_PROCESS: {
-            char pod[300];
-            snprintf(pod, sizeof(pod), "%s-pod", w->name);
-            if (informer_get(m->objs[OBJ_PODS], w->ns, pod) == NULL)
-                break;
-            path = kube_path("", "v1", w->ns, "pods", pod, NULL);
+        static const enum obj_kind top[WORKLOAD_TYPE_COUNT] = {OBJ_PODS, OBJ_CRONJOBS, OBJ_DEPLOYMENTS,
+                                                               OBJ_STATEFULSETS};
+        char name[300];
+        json_t *obj;
+
+        snprintf(name, sizeof(name), w->type == WORKLOAD_PROCESS ? "%s-pod" : "%s", w->name);
+        obj = informer_get(m->objs[top[w->type]], w->ns, name);
+        if (obj && stop_object(m, top[w->type], obj, drain_step, d))
             d->pending++;
-            kube_delete(m->k, path, 0, "Background", NULL, NULL, drain_step, d);
-            break;
-        }
-        case WORKLOAD_CRONJOB:
-            if (informer_get(m->objs[OBJ_CRONJOBS], w->ns, w->name) == NULL)
-                break;
-            path = kube_path("batch", "v1", w->ns, "cronjobs", w->name, NULL);
-            patch = json_pack("{s:{s:b}}", "spec", "suspend", 1);
-            break;
-        case WORKLOAD_SERVICE:
-            if (informer_get(m->objs[OBJ_DEPLOYMENTS], w->ns, w->name) == NULL)
-                break;
-            path = kube_path("apps", "v1", w->ns, "deployments", w->name, NULL);
-            patch = json_pack("{s:{s:i}}", "spec", "replicas", 0);
-            break;
-        case WORKLOAD_PERSISTENT:
-            if (informer_get(m->objs[OBJ_STATEFULSETS], w->ns, w->name) == NULL)
-                break;
-            path = kube_path("apps", "v1", w->ns, "statefulsets", w->name, NULL);
-            patch = json_pack("{s:{s:i}}", "spec", "replicas", 0);
-            break;
-        default:
-            break;
-        }
-        if (patch) {
-            d->pending++;
-            kube_patch(m->k, path, KUBE_PATCH_MERGE, patch, drain_step, d);
-            json_decref(patch);
-        }
-        free(path);
     }
     log_info("workloads", "workloadHandover stop: stopping %d objects before the release", d->pending - 1);
     {
         struct kube_response none = {.status = 200};
         drain_step(d, &none);
     }
+}
+
+/* ---- start-up rule: stale objects of an older leader in this cluster ---------------- */
+
+static void sweep_step(void *arg, const struct kube_response *res)
+{
+    (void)arg;
+    if (res->status >= 300 && res->status != 404)
+        log_warn("workloads", "stopping a stale object failed: %s", res->err.message);
+}
+
+/*
+ * workloadHandover stop (or auto across clusters): a replica that starts as
+ * a follower while the lease is held in another cluster stops the objects
+ * of its own cluster that carry an older fencing token than the holder's:
+ * a leader of this cluster that died without stopping them left them
+ * running, and the holder elsewhere runs the workload now.  When the
+ * holder is in this cluster it adopts them itself, so nothing is done.
+ * Runs once, when the lease's holder and the object caches are known.
+ */
+static void sweep_cb(uv_timer_t *t)
+{
+    static const enum obj_kind kinds[] = {OBJ_PODS, OBJ_CRONJOBS, OBJ_DEPLOYMENTS, OBJ_STATEFULSETS};
+    struct workload_mgr *m = t->data;
+    const char *cluster;
+    uint64_t token;
+    int stopped = 0;
+
+    if (m->stopping || m->leading || time_mono_ms() > m->sweep_until_ms) {
+        uv_timer_stop(t);
+        return;
+    }
+    if (!lease_other_holder(m->lease, &cluster, &token) || !caches_synced(m))
+        return; /* not yet known */
+    uv_timer_stop(t);
+    if (m->cfg->handover == HANDOVER_ADOPT || cluster == NULL || strcmp(cluster, m->cfg->cluster_name) == 0)
+        return;
+    for (size_t i = 0; i < sizeof(kinds) / sizeof(kinds[0]); i++) {
+        const char *key;
+        json_t *obj;
+        json_object_foreach(informer_cache(m->objs[kinds[i]]), key, obj) {
+            const char *tok = annotation(obj, ANN_TOKEN);
+            if (tok && strtoull(tok, NULL, 10) < token && stop_object(m, kinds[i], obj, sweep_step, NULL)) {
+                log_info("workloads", "start-up: stopping %s %s (fencing token %s < %llu of the leader in cluster %s)",
+                         obj_types[kinds[i]].plural, key, tok, (unsigned long long)token, cluster);
+                stopped++;
+            }
+        }
+    }
+    if (stopped == 0)
+        log_info("workloads", "start-up: no object of this cluster is older than the leader's (cluster %s, token %llu)",
+                 cluster, (unsigned long long)token);
 }
 
 /* ---- module -------------------------------------------------------------------- */
@@ -868,6 +933,10 @@ static int wm_start(void *ctx, struct app *app)
     uv_timer_init(m->loop, &m->timer);
     uv_timer_init(m->loop, &m->resync);
     uv_timer_start(&m->resync, resync_cb, RESYNC_MS, RESYNC_MS);
+    uv_timer_init(m->loop, &m->sweep);
+    m->sweep.data = m;
+    m->sweep_until_ms = time_mono_ms() + 60000;
+    uv_timer_start(&m->sweep, sweep_cb, 100, 100);
     for (int t = 0; t < WORKLOAD_TYPE_COUNT; t++) {
         struct informer_opts o = {.group = "highlander.plexobject.io", .version = "v1", .plural = cr_plurals[t]};
         struct informer_handlers h = {cr_added, cr_updated, cr_deleted, NULL};
@@ -940,13 +1009,14 @@ static void close_everything(void *arg)
     struct workload_mgr *m = arg;
 
     m->leading = 0;
-    /* Two timers and the client (closed once every informer stopped). */
-    m->pending_closes = 3;
+    /* Three timers and the client (closed once every informer stopped). */
+    m->pending_closes = 4;
     m->informers_left = WORKLOAD_TYPE_COUNT + OBJ_COUNT;
     m->timer.data = m;
     m->resync.data = m;
     uv_close((uv_handle_t *)&m->timer, handle_closed);
     uv_close((uv_handle_t *)&m->resync, handle_closed);
+    uv_close((uv_handle_t *)&m->sweep, handle_closed);
     for (int t = 0; t < WORKLOAD_TYPE_COUNT; t++)
         informer_stop(m->crs[t], informers_stopped, m);
     for (int i = 0; i < OBJ_COUNT; i++)

@@ -73,6 +73,10 @@ typedef void (*lease_stopped_cb)(void *ctx, struct lease *l, const char *reason)
 
 /* Distinct cluster names among live replicas (0 when unknown). */
 unsigned lease_member_clusters(const struct lease *l);
+/* While we follow: the cluster (NULL when the store does not record it)
+ * and fencing token of the replica that holds the lease, as last read.
+ * Returns 0 when we lead or know of no other holder. */
+int lease_other_holder(const struct lease *l, const char **cluster, uint64_t *token);
 
 struct lease *lease_new(uv_loop_t *loop, const struct config *cfg, struct status *st, struct metrics *m,
                         struct lease_backend *backend);

@@ -28,6 +28,11 @@ ensure_packages() {
     fi
 }
 
+kwok_module_dir() {
+    (cd /tmp && go mod download -json "sigs.k8s.io/kwok@${KWOK_VERSION:-v0.8.0}") |
+        python3 -c 'import json, sys; print(json.load(sys.stdin)["Dir"])'
+}
+
 running() {
     [ -f "$KUBECONFIG_PATH" ] || return 1
     "$BIN/kubectl" --kubeconfig "$KUBECONFIG_PATH" get --raw /readyz >/dev/null 2>&1
@@ -62,7 +67,16 @@ YAML
         --kube-scheduler-binary "$BIN/kube-scheduler" \
         --kwok-controller-binary "$BIN/kwok" \
         --etcd-binary "$BIN/etcd" \
+        --enable-crds Stage \
         --wait 120s >&2
+    # The Stage CRD is enabled so tests can add stages (a failing pod, say);
+    # kwok then runs only the stages it finds, so its defaults (node
+    # initialise and heartbeat, pod ready, complete and delete) come first,
+    # from the kwok module the build fetched, plus the chaos stage that
+    # fails a running pod labelled pod-container-running-failed.stage.kwok.x-k8s.io=true.
+    stages=$(kwok_module_dir)/kustomize/stage
+    "$BIN/kubectl" --kubeconfig "$KUBECONFIG_PATH" apply -k "$stages/fast" >&2
+    "$BIN/kubectl" --kubeconfig "$KUBECONFIG_PATH" apply -f "$stages/pod/chaos/pod-container-running-failed.yaml" >&2
     "$BIN/kwokctl" scale node --replicas "$NODES" --name "$NAME" >&2
     for _ in $(seq 1 120); do
         n=$("$BIN/kubectl" --kubeconfig "$KUBECONFIG_PATH" get nodes --no-headers 2>/dev/null | grep -c ' Ready' || true)

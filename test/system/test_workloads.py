@@ -75,6 +75,32 @@ def setup(kube, controller_factory, tmp_path, request):
     store.stop()
 
 
+class PodWatcher:
+    """An external watch on the pods of a namespace for a whole test (the
+    kube_driver tool prints "TYPE name" per event).  live_max() replays the
+    events: the most pods of one name that existed at once."""
+
+    def __init__(self, kube, ns):
+        self.proc = kube.driver_bg("watch", "", "v1", "pods", ns)
+        self.out = None
+
+    def stop(self):
+        if self.out is None:
+            self.proc.send_signal(15)
+            self.out = self.proc.communicate(timeout=10)[0].decode()
+        return self.out
+
+    def events(self, name):
+        return [p[0] for p in (line.split() for line in self.stop().splitlines()) if len(p) >= 2 and p[1] == name]
+
+    def live_max(self, name):
+        live = most = 0
+        for ev in self.events(name):
+            live += {"ADDED": 1, "DELETED": -1}.get(ev, 0)
+            most = max(most, live)
+        return most
+
+
 def workloads(c, ns):
     """The workloads in namespace ns (resources of other tests' namespaces
     are workloads too: the controller watches every namespace)."""
@@ -127,17 +153,67 @@ def test_config_workloads_become_healthy(setup):
 
 
 def test_failover_adopts_without_restarting(setup):
+    """kill -9 of the leader: the new leader adopts (same pod UID, same
+    ReplicaSets); a replica that starts afterwards in the same cluster
+    leaves the objects alone; a watcher sees one pod for the whole test."""
     kube, ns, cl = setup
+    watcher = PodWatcher(kube, ns)
     leader = cl.wait_one_leader(timeout=15)
     wait(lambda: all(w["healthy"] for w in workloads(leader, ns).values()) and len(workloads(leader, ns)) == 4, 60)
     uid = get(kube, ns, "pod", "proc-pod")["metadata"]["uid"]
     rs_before = sorted(r["metadata"]["name"] for r in get(kube, ns, "replicasets")["items"])
     leader.proc.kill()
     new = cl.wait_one_leader(timeout=10, among=[c for c in cl.replicas if c is not leader])
+    late = cl.add("r9-default")
+    wait(lambda: late.get("/readyz")[0] == 200, 15, "the late replica ready")
     time.sleep(3.0)
     assert all(w["healthy"] for w in workloads(new, ns).values())
     assert get(kube, ns, "pod", "proc-pod")["metadata"]["uid"] == uid
     assert sorted(r["metadata"]["name"] for r in get(kube, ns, "replicasets")["items"]) == rs_before
+    assert "start-up: stopping" not in late.log()
+    assert watcher.events("proc-pod") and "DELETED" not in watcher.events("proc-pod"), watcher.stop()
+    assert watcher.live_max("proc-pod") == 1
+    cl.check()
+
+
+def test_failed_pod_restarted_up_to_max_restarts(kube, controller_factory, tmp_path):
+    """kwok's pod-container-running-failed stage fails a running pod that
+    carries its label.  The leader replaces the failed pod (old one gone
+    first) maxRestarts times, then gives up and says so."""
+    ns = kube.namespace("wl-maxrestarts")
+    store = RedisStore()
+    cfg = tmp_path / "config.yaml"
+    cfg.write_text("""
+workloads:
+  processes:
+    - name: crash
+      namespace: {ns}
+      image: busybox
+      maxRestarts: 2
+      restartPolicy: Never
+      script: {{commands: ["exit 1"]}}
+      labels: {{"pod-container-running-failed.stage.kwok.x-k8s.io": "true"}}
+""".format(ns=ns))
+    watcher = PodWatcher(kube, ns)
+    cl = Cluster(controller_factory, None, n=1, store=store,
+                 extra_env={"HIGHLANDER_KUBECONFIG": kube.kubeconfig, "HIGHLANDER_CONFIG": str(cfg)})
+    try:
+        leader = cl.wait_one_leader(timeout=15)
+        w = wait(lambda: (lambda w: w if "maxRestarts" in (w["lastError"] or "") else None)(
+            workloads(leader, ns)["crash"]), 90, "the controller giving up")
+        assert not w["healthy"]
+        assert "gave up after 2 restarts" in w["lastError"], w
+        pod = get(kube, ns, "pod", "crash-pod")
+        assert pod["status"]["phase"] == "Failed"
+        time.sleep(3.0)  # and it stays given up
+        assert get(kube, ns, "pod", "crash-pod")["metadata"]["uid"] == pod["metadata"]["uid"]
+    finally:
+        for c in cl.alive():
+            c.terminate()
+        store.stop()
+    events = watcher.events("crash-pod")
+    assert events.count("ADDED") == 3, events  # the first pod and two restarts
+    assert watcher.live_max("crash-pod") == 1, events
     cl.check()
 
 
@@ -233,7 +309,7 @@ def test_stop_mode_handover(kube, controller_factory, tmp_path):
     store = RedisStore()
     cfg = tmp_path / "config.yaml"
     cfg.write_text("workloadHandover: stop\n" + config_for(ns))
-    watcher = kube.driver_bg("watch", "", "v1", "pods", ns)
+    watcher = PodWatcher(kube, ns)
     cl = Cluster(controller_factory, None, n=2, store=store,
                  extra_env={"HIGHLANDER_KUBECONFIG": kube.kubeconfig, "HIGHLANDER_CONFIG": str(cfg)})
     try:
@@ -254,19 +330,49 @@ def test_stop_mode_handover(kube, controller_factory, tmp_path):
         assert get(kube, ns, "cronjob", "tick")["spec"]["suspend"] is False
         time.sleep(1.0)
     finally:
-        watcher.send_signal(15)
-        out, _ = watcher.communicate(timeout=10)
+        watcher.stop()
         for c in cl.alive():
             c.terminate()
         store.stop()
-    live = 0
-    for line in out.decode().splitlines():
-        parts = line.split()
-        if len(parts) >= 2 and parts[1] == "proc-pod":
-            if parts[0] == "ADDED":
-                live += 1
-            elif parts[0] == "DELETED":
-                live -= 1
-            assert live <= 1, out.decode()
-    assert "DELETED proc-pod" in out.decode()
+    assert "DELETED" in watcher.events("proc-pod")
+    assert watcher.live_max("proc-pod") == 1, watcher.stop()
+    cl.check()
+
+
+def test_stop_mode_start_up_rule(kube, controller_factory, tmp_path):
+    """workloadHandover: stop across clusters.  The leader of cluster east
+    dies (kill -9) with its objects running; a replica of cluster west
+    takes the lease (it has no Kubernetes access here: its objects would be
+    in its own cluster).  A replica of east that starts now, as a follower,
+    stops east's objects, which carry an older token than west's leader."""
+    ns = kube.namespace("wl-startup")
+    store = RedisStore()
+    cfg = tmp_path / "config.yaml"
+    cfg.write_text("workloadHandover: stop\n" + config_for(ns))
+    cl = Cluster(controller_factory, None, n=0, store=store,
+                 extra_env={"HIGHLANDER_KUBECONFIG": kube.kubeconfig, "HIGHLANDER_CONFIG": str(cfg),
+                            "HIGHLANDER_CLUSTER_NAME": "east"})
+    try:
+        east = cl.add("east-1")
+        cl.wait_one_leader(timeout=15)
+        wait(lambda: all(w["healthy"] for w in workloads(east, ns).values()) and len(workloads(east, ns)) == 4, 90)
+        old_token = int(get(kube, ns, "pod", "proc-pod")["metadata"]["annotations"]["k8-highlander.io/fencing-token"])
+        east.proc.kill()
+        west = cl.add("west-1", {"HIGHLANDER_CLUSTER_NAME": "west", "HIGHLANDER_KUBECONFIG": ""})
+        cl.wait_one_leader(timeout=10, among=[west])
+        assert west.get_json("/status")[1]["data"]["fencingToken"] > old_token
+        # Nothing was stopped yet: west cannot reach this cluster.
+        assert get(kube, ns, "pod", "proc-pod")["status"]["phase"] == "Running"
+        late = cl.add("east-2")
+        wait(lambda: "start-up: stopping" in late.log(), 20, "the start-up rule")
+        wait(lambda: not [p for p in get(kube, ns, "pods")["items"] if p["metadata"]["name"] == "proc-pod"], 30,
+             "the stale pod gone")
+        assert get(kube, ns, "cronjob", "tick")["spec"]["suspend"] is True
+        assert get(kube, ns, "deployment", "web")["spec"]["replicas"] == 0
+        assert get(kube, ns, "statefulset", "store")["spec"]["replicas"] == 0
+        assert not late.get_json("/status")[1]["data"]["isLeader"]
+    finally:
+        for c in cl.alive():
+            c.terminate()
+        store.stop()
     cl.check()
