@@ -43,7 +43,7 @@ LDFLAGS += $(SANFLAGS)
 
 SRCS := $(sort $(wildcard src/*.c))
 LIB_SRCS := $(filter-out src/main.c,$(SRCS))
-OBJS := $(LIB_SRCS:src/%.c=$(BUILD)/obj/%.o)
+OBJS := $(LIB_SRCS:src/%.c=$(BUILD)/obj/%.o) $(BUILD)/obj/assets.o
 LLHTTP_SRCS := third_party/llhttp/llhttp.c third_party/llhttp/api.c third_party/llhttp/http.c
 LLHTTP_OBJS := $(LLHTTP_SRCS:third_party/llhttp/%.c=$(BUILD)/obj/llhttp_%.o)
 ASSET_SRCS := $(sort $(wildcard src/assets/*))

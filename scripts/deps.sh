@@ -8,7 +8,7 @@ set -eu
 PKGS="build-essential pkg-config libuv1-dev libhiredis-dev libcurl4-openssl-dev libcyaml-dev
 libyaml-dev libjansson-dev libpq-dev libcmocka-dev node-llhttp redis-server redis-sentinel
 redis-tools postgresql postgresql-client prometheus wrk valgrind clang libclang-rt-14-dev
-faketime curl procps iproute2"
+faketime curl procps iproute2 chromium nodejs npm"
 
 missing=""
 for p in $PKGS; do
@@ -40,6 +40,13 @@ done
 if ! python3 -m pytest --version >/dev/null 2>&1; then
     echo "deps: installing pytest"
     python3 -m pip install -q pytest
+fi
+
+# playwright-core (the browser tests' driver; it uses Debian's chromium,
+# never a downloaded browser), pinned by test/browser/package-lock.json.
+if [ ! -d test/browser/node_modules/playwright-core ]; then
+    echo "deps: installing playwright-core (npm)"
+    (cd test/browser && npm ci --no-audit --no-fund --silent)
 fi
 
 # llhttp sources into third_party/ (see third_party/README).

@@ -3,6 +3,7 @@
  * and never block; JSON routes use the {"status":...} envelope.
  */
 #include "highlander/api.h"
+#include "highlander/assets.h"
 #include "highlander/log.h"
 #include "highlander/procstat.h"
 
@@ -137,9 +138,8 @@ static void h_debug_status(void *ctx, const struct http_request *req, struct htt
     send_data(res, o);
 }
 
-static void h_dbinfo(void *ctx, const struct http_request *req, struct http_response *res)
+static json_t *dbinfo_json(struct api *api)
 {
-    struct api *api = ctx;
     const struct status *st = api->status;
     const struct config *c = st->cfg;
     json_t *o = json_object();
@@ -149,7 +149,56 @@ static void h_dbinfo(void *ctx, const struct http_request *req, struct http_resp
     json_object_set_new(o, "connected", json_boolean(st->store_connected));
     json_object_set_new(o, "failures", json_integer((json_int_t)st->store_failures));
     json_object_set_new(o, "lastError", st->store_last_error ? json_string(st->store_last_error) : json_null());
-    send_data(res, o);
+    return o;
+}
+
+static void h_dbinfo(void *ctx, const struct http_request *req, struct http_response *res)
+{
+    send_data(res, dbinfo_json(ctx));
+}
+
+/* Everything the dashboard shows, in one answer (and one ETag). */
+static void h_dashboard(void *ctx, const struct http_request *req, struct http_response *res)
+{
+    struct api *api = ctx;
+
+    send_data(res, json_pack("{s:o, s:o, s:o, s:o, s:o}", "status", status_json(api), "store", dbinfo_json(api),
+                             "workloads", workload_mgr_list_json(api->workloads), "pods",
+                             workload_mgr_pods_json(api->workloads), "history", status_history_json(api->status)));
+}
+
+/*
+ * The dashboard's files.  The policy allows nothing but this origin's own
+ * scripts, styles, images and fetches: no inline code, no other hosts.
+ */
+#define DASHBOARD_CSP                                                                                        \
+    "Content-Security-Policy: default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; "   \
+    "connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'\r\n"                 \
+    "Referrer-Policy: no-referrer\r\nX-Frame-Options: DENY\r\n"
+
+static void serve_asset(struct http_response *res, const char *name)
+{
+    for (unsigned i = 0; i < assets_count; i++) {
+        if (strcmp(assets[i].name, name) != 0)
+            continue;
+        res->status = 200;
+        res->content_type = assets[i].content_type;
+        res->cache_control = "no-cache"; /* revalidated by ETag */
+        buf_append(&res->body, assets[i].data, assets[i].len);
+        buf_puts(&res->headers, DASHBOARD_CSP);
+        return;
+    }
+    http_respond_error(res, 404, "not found");
+}
+
+static void h_index(void *ctx, const struct http_request *req, struct http_response *res)
+{
+    serve_asset(res, "index.html");
+}
+
+static void h_asset(void *ctx, const struct http_request *req, struct http_response *res)
+{
+    serve_asset(res, req->path + strlen("/assets/"));
 }
 
 static void h_metrics(void *ctx, const struct http_request *req, struct http_response *res)
@@ -175,6 +224,9 @@ static const struct http_route routes[] = {
     {"/api/workloads/", HTTP_M_GET, 1, 1, h_workload},
     {"/api/workload-names", HTTP_M_GET, 0, 1, h_workload_names},
     {"/api/pods", HTTP_M_GET, 0, 1, h_pods},
+    {"/api/dashboard", HTTP_M_GET, 0, 1, h_dashboard},
+    {"/", HTTP_M_GET, 0, 0, h_index},
+    {"/assets/", HTTP_M_GET, 1, 0, h_asset},
 };
 
 static void collect_state(struct metrics *m, void *ctx)

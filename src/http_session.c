@@ -151,8 +151,10 @@ static void append_response(struct http_session *s, const struct http_response *
     buf_printf(&s->out, "HTTP/1.1 %d %s\r\n", res->status, status_text(res->status));
     if (res->content_type)
         buf_printf(&s->out, "Content-Type: %s\r\n", res->content_type);
-    buf_printf(&s->out, "Content-Length: %zu\r\n", res->body.len);
-    buf_puts(&s->out, "Cache-Control: no-store\r\nX-Content-Type-Options: nosniff\r\n");
+    if (res->status != 304)
+        buf_printf(&s->out, "Content-Length: %zu\r\n", res->body.len);
+    buf_printf(&s->out, "Cache-Control: %s\r\nX-Content-Type-Options: nosniff\r\n",
+               res->cache_control ? res->cache_control : "no-store");
     if (res->headers.len)
         buf_append(&s->out, res->headers.data, res->headers.len);
     if (close)
@@ -345,6 +347,40 @@ static int token_ok(const struct http_router *r, const struct http_request *req)
     return const_time_equal(r->token, strlen(r->token), h, strlen(h));
 }
 
+/* True when the If-None-Match list names tag (or is "*"). */
+static int etag_matches(const char *inm, const char *tag)
+{
+    size_t n = strlen(tag);
+
+    for (const char *p = inm; p && *p;) {
+        p += strspn(p, " \t,");
+        if (p[0] == '*')
+            return 1;
+        if (strncmp(p, "W/", 2) == 0)
+            p += 2;
+        if (strncmp(p, tag, n) == 0 && (p[n] == '\0' || p[n] == ',' || p[n] == ' ' || p[n] == '\t'))
+            return 1;
+        p = strchr(p, ',');
+    }
+    return 0;
+}
+
+/*
+ * Every 200 answer carries an ETag (a hash of its body): a client that
+ * polls with If-None-Match gets 304 and no body while nothing changed.
+ */
+static void set_etag(const struct http_request *req, struct http_response *res)
+{
+    char tag[24];
+
+    snprintf(tag, sizeof(tag), "\"%016llx\"", (unsigned long long)hash_fnv1a(res->body.data, res->body.len));
+    buf_printf(&res->headers, "ETag: %s\r\n", tag);
+    if (req->if_none_match && etag_matches(req->if_none_match, tag)) {
+        res->status = 304;
+        res->body.len = 0;
+    }
+}
+
 void http_router_dispatch(const struct http_router *r, const struct http_request *req,
                           struct http_response *res)
 {
@@ -389,6 +425,8 @@ void http_router_dispatch(const struct http_router *r, const struct http_request
         return;
     }
     match->handler(r->ctx, req, res);
+    if (res->status == 200)
+        set_etag(req, res);
 }
 
 static int on_message_complete(llhttp_t *p)

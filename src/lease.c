@@ -125,7 +125,7 @@ static void schedule(struct lease *l, uint64_t delay_ms)
     uv_timer_start(&l->tick, on_tick, delay_ms, 0);
 }
 
-static void set_holder(struct lease *l, const char *holder, const char *cluster)
+static void set_holder(struct lease *l, const char *holder, const char *cluster, uint64_t token)
 {
     struct status *st = l->st;
 
@@ -135,6 +135,9 @@ static void set_holder(struct lease *l, const char *holder, const char *cluster)
         return;
     }
     if (st->current_leader == NULL || strcmp(st->current_leader, holder) != 0) {
+        /* Another replica's leadership, as seen from here, for the timeline. */
+        if (strcmp(holder, l->cfg->id) != 0)
+            status_record_event(st, "observed", token, holder, cluster && *cluster ? cluster : "");
         if (st->current_leader)
             status_set_str(&st->last_leader, st->current_leader);
         status_set_str(&st->current_leader, holder);
@@ -192,9 +195,9 @@ static void stop_leading(struct lease *l, const char *reason, uint64_t stop_ns, 
     l->st->last_transition = time_wall();
     l->st->transitions++;
     status_set_str(&l->st->last_change_reason, reason);
-    status_record_transition(l->st, false, token, l->cfg->id, reason);
+    status_record_event(l->st, "lost", token, l->cfg->id, reason);
     if (l->st->current_leader && strcmp(l->st->current_leader, l->cfg->id) == 0)
-        set_holder(l, NULL, NULL);
+        set_holder(l, NULL, NULL, 0);
     metrics_set(l->m.is_leader, NULL, 0);
     metrics_add(l->m.transitions, NULL, 1);
     metrics_add(l->m.losses, NULL, 1);
@@ -268,8 +271,8 @@ static void start_leading(struct lease *l, uint64_t token)
     l->st->fencing_token = token;
     l->st->transitions++;
     status_set_str(&l->st->last_change_reason, failover ? "previous leader gone" : "acquired the lease");
-    set_holder(l, l->cfg->id, l->cfg->cluster_name);
-    status_record_transition(l->st, true, token, l->cfg->id, failover ? "failover" : "acquired");
+    set_holder(l, l->cfg->id, l->cfg->cluster_name, token);
+    status_record_event(l->st, "acquired", token, l->cfg->id, failover ? "failover" : "acquired");
     metrics_set(l->m.is_leader, NULL, 1);
     metrics_add(l->m.transitions, NULL, 1);
     metrics_add(l->m.acquisitions, NULL, 1);
@@ -399,7 +402,7 @@ void lease_backend_result(struct lease *l, enum lease_op op, enum lease_result r
         if (r == LEASE_HELD && info && info->holder) {
             l->known = 1;
             l->other_seen_ms = time_mono_ms();
-            set_holder(l, info->holder, info->holder_cluster);
+            set_holder(l, info->holder, info->holder_cluster, info->token);
             note_other(l, info);
             /* Try again right when the record expires, if that is sooner. */
             if (info->ttl_ms >= 0 && (uint64_t)info->ttl_ms + 2 < jittered_retry(l))
@@ -411,7 +414,7 @@ void lease_backend_result(struct lease *l, enum lease_op op, enum lease_result r
     case LEASE_OP_OBSERVE:
         if (r == LEASE_OK) {
             l->known = 1;
-            set_holder(l, info ? info->holder : NULL, info ? info->holder_cluster : NULL);
+            set_holder(l, info ? info->holder : NULL, info ? info->holder_cluster : NULL, info ? info->token : 0);
             if (info && info->holder && strcmp(info->holder, l->cfg->id) != 0) {
                 l->other_seen_ms = time_mono_ms();
                 note_other(l, info);

@@ -39,14 +39,14 @@ void status_set_str(char **field, const char *value)
     *field = value ? xstrdup(value) : NULL;
 }
 
-void status_record_transition(struct status *st, bool became_leader, uint64_t token,
-                              const char *leader, const char *reason)
+void status_record_event(struct status *st, const char *event, uint64_t token, const char *leader,
+                         const char *reason)
 {
     struct leadership_event *e = &st->history[st->history_next];
 
     memset(e, 0, sizeof(*e));
     e->time = time_wall();
-    e->became_leader = became_leader;
+    snprintf(e->event, sizeof(e->event), "%s", event);
     e->token = token;
     snprintf(e->leader, sizeof(e->leader), "%s", leader ? leader : "");
     snprintf(e->reason, sizeof(e->reason), "%s", reason ? reason : "");
@@ -78,7 +78,7 @@ json_t *status_history_json(const struct status *st)
     for (unsigned i = 0; i < st->history_len; i++) {
         const struct leadership_event *e = &st->history[(start + i) % STATUS_HISTORY];
         json_array_append_new(a, json_pack("{s:o, s:s, s:s, s:I, s:s}", "time", time_or_null(e->time),
-                                           "event", e->became_leader ? "acquired" : "lost", "leader",
+                                           "event", e->event, "leader",
                                            e->leader, "fencingToken", (json_int_t)e->token, "reason",
                                            e->reason));
     }

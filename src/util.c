@@ -248,3 +248,51 @@ int const_time_equal(const char *a, size_t alen, const char *b, size_t blen)
     }
     return diff == 0;
 }
+
+double time_parse_rfc3339(const char *s)
+{
+    struct tm tm;
+    const char *end;
+    double frac = 0;
+
+    if (s == NULL)
+        return -1;
+    memset(&tm, 0, sizeof(tm));
+    end = strptime(s, "%Y-%m-%dT%H:%M:%S", &tm);
+    if (end == NULL)
+        return -1;
+    if (*end == '.') {
+        double scale = 0.1;
+        for (end++; *end >= '0' && *end <= '9'; end++, scale /= 10)
+            frac += (*end - '0') * scale;
+    }
+    if (strcmp(end, "Z") != 0)
+        return -1;
+    return (double)timegm(&tm) + frac;
+}
+
+void format_age(double seconds, char *out, size_t outlen)
+{
+    long long s = seconds < 0 ? 0 : (long long)seconds;
+
+    if (s < 60)
+        snprintf(out, outlen, "%llds", s);
+    else if (s < 3600)
+        snprintf(out, outlen, "%lldm%llds", s / 60, s % 60);
+    else if (s < 86400)
+        snprintf(out, outlen, "%lldh%lldm", s / 3600, s % 3600 / 60);
+    else
+        snprintf(out, outlen, "%lldd", s / 86400);
+}
+
+uint64_t hash_fnv1a(const void *data, size_t len)
+{
+    const unsigned char *p = data;
+    uint64_t h = 14695981039346656037ull;
+
+    for (size_t i = 0; i < len; i++) {
+        h ^= p[i];
+        h *= 1099511628211ull;
+    }
+    return h;
+}

@@ -1179,11 +1179,18 @@ json_t *workload_mgr_pods_json(struct workload_mgr *m)
     pods = informer_cache(m->objs[OBJ_PODS]);
     json_object_foreach(pods, key, p) {
         json_t *st = json_object_get(p, "status");
-        json_array_append_new(a, json_pack("{s:s?, s:s?, s:O?, s:O?, s:s?, s:s?, s:s?, s:s?}", "name", meta(p, "name"),
-                                           "namespace", meta(p, "namespace"), "phase", json_object_get(st, "phase"),
-                                           "node", json_object_get(json_object_get(p, "spec"), "nodeName"), "createdAt",
-                                           meta(p, "creationTimestamp"), "leaderId", annotation(p, ANN_LEADER),
-                                           "cluster", annotation(p, ANN_CLUSTER), "workload", label(p, "app")));
+        double created = time_parse_rfc3339(meta(p, "creationTimestamp"));
+        char age[32] = "";
+        if (created >= 0)
+            format_age(time_wall() - created, age, sizeof(age));
+        json_array_append_new(a, json_pack("{s:s?, s:s?, s:O?, s:O?, s:s?, s:s?, s:s?, s:s?, s:s?, s:s?}", "name",
+                                           meta(p, "name"), "namespace", meta(p, "namespace"), "phase",
+                                           json_object_get(st, "phase"), "node",
+                                           json_object_get(json_object_get(p, "spec"), "nodeName"), "createdAt",
+                                           meta(p, "creationTimestamp"), "age", age[0] ? age : NULL, "leaderId",
+                                           annotation(p, ANN_LEADER), "cluster", annotation(p, ANN_CLUSTER),
+                                           "workload", label(p, "app"), "type",
+                                           label(p, "highlander.plexobject.io/workload-type")));
     }
     return a;
 }

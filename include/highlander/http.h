@@ -35,6 +35,7 @@ struct http_request {
 struct http_response {
     int status;
     const char *content_type;
+    const char *cache_control; /* NULL: no-store */
     struct buf body;
     struct buf headers;       /* extra "Name: value\r\n" lines */
 };

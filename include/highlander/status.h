@@ -18,7 +18,7 @@
 
 struct leadership_event {
     double time;              /* wall clock, seconds */
-    bool became_leader;
+    char event[12];           /* acquired, lost (this replica) or observed (another) */
     uint64_t token;
     char leader[128];
     char reason[96];
@@ -53,8 +53,8 @@ struct status {
 void status_init(struct status *st, const struct config *cfg);
 void status_free(struct status *st);
 void status_set_str(char **field, const char *value);
-void status_record_transition(struct status *st, bool became_leader, uint64_t token,
-                              const char *leader, const char *reason);
+void status_record_event(struct status *st, const char *event, uint64_t token, const char *leader,
+                         const char *reason);
 
 struct json_t;
 /* Builds the controller status object; state and ready come from the app. */

@@ -71,6 +71,13 @@ double time_wall(void);
 /* Formats a wall-clock time (seconds since the epoch) as RFC 3339 UTC with
  * milliseconds into out (at least 32 bytes). */
 void time_format_rfc3339(double t, char *out, size_t outlen);
+/* Parses "YYYY-MM-DDTHH:MM:SS[.frac]Z" (UTC, as Kubernetes writes it);
+ * returns seconds since the epoch, or -1 when s is not such a time. */
+double time_parse_rfc3339(const char *s);
+/* A duration as kubectl prints ages: 45s, 3m12s, 5h4m, 12d. */
+void format_age(double seconds, char *out, size_t outlen);
+/* 64-bit FNV-1a of the bytes (for ETags, not for security). */
+uint64_t hash_fnv1a(const void *data, size_t len);
 
 /* Compares two byte strings in time that depends only on their lengths. */
 int const_time_equal(const char *a, size_t alen, const char *b, size_t blen);

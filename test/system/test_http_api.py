@@ -93,3 +93,33 @@ def test_bearer_token(controller_factory):
     assert c.get("/healthz")[0] == 200
     assert c.get("/metrics")[0] == 200
     assert c.get("/status")[0] == 200
+    # The dashboard's page and files are open; its data is not.
+    assert c.get("/")[0] == 200
+    assert c.get("/assets/app.js")[0] == 200
+    assert c.get("/api/dashboard")[0] == 401
+    assert c.get("/api/dashboard", {"Authorization": "Bearer t0ken"})[0] == 200
+
+
+def test_dashboard_files(controller):
+    """The dashboard is served from the binary with a strict CSP; every 200
+    carries an ETag and If-None-Match gets 304 with no body."""
+    status, headers, body = controller.get("/")
+    h = {k.lower(): v for k, v in headers.items()}
+    assert status == 200 and h["content-type"].startswith("text/html")
+    csp = h["content-security-policy"]
+    assert "default-src 'none'" in csp and "script-src 'self'" in csp and "unsafe-inline" not in csp
+    assert b'<script src="/assets/app.js"' in body and b"http://" not in body and b"https://" not in body
+    for name, ctype in (("app.js", "text/javascript"), ("app.css", "text/css"), ("favicon.svg", "image/svg+xml")):
+        status, headers, body = controller.get("/assets/" + name)
+        h = {k.lower(): v for k, v in headers.items()}
+        assert status == 200 and h["content-type"].startswith(ctype) and body, name
+        assert b"innerHTML" not in body and b"https://" not in body, name
+        tag = h["etag"]
+        status, headers, body = controller.get("/assets/" + name, {"If-None-Match": tag})
+        assert status == 304 and body == b"", name
+        assert controller.get("/assets/" + name, {"If-None-Match": '"other"'})[0] == 200
+    assert controller.get("/assets/nope.js")[0] == 404
+    assert controller.get("/assets/../api/status")[0] == 404
+    status, doc = controller.get_json("/api/dashboard")
+    assert status == 200 and set(doc["data"]) == {"status", "store", "workloads", "pods", "history"}
+    assert controller.request("POST", "/")[0] == 405

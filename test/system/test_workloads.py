@@ -73,6 +73,9 @@ def setup(kube, controller_factory, tmp_path, request):
     for c in cl.alive():
         c.terminate()
     store.stop()
+    # Resources left behind would be workloads of every later test's controllers.
+    kube.kubectl("delete", "-n", ns, "workloadprocesses,workloadcronjobs,workloadservices,workloadpersistents",
+                 "--all", "--wait=false", check=False)
 
 
 class PodWatcher:

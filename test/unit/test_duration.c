@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "highlander/duration.h"
+#include "highlander/util.h"
 
 static int64_t parse(const char *s)
 {
@@ -62,12 +63,38 @@ static void test_format(void **state)
     assert_string_equal(b, "1.25s");
 }
 
+/* Kubernetes timestamps and kubectl-style ages (the /api/pods "age"). */
+static void test_rfc3339_and_age(void **state)
+{
+    char out[32];
+    (void)state;
+    assert_true(time_parse_rfc3339("1970-01-01T00:00:00Z") == 0);
+    assert_true(time_parse_rfc3339("2026-11-22T00:13:27Z") == 1795306407);
+    assert_true(time_parse_rfc3339("2026-11-22T00:13:27.250Z") == 1795306407.25);
+    time_format_rfc3339(1795306407.25, out, sizeof(out));
+    assert_true(time_parse_rfc3339(out) == 1795306407.25);
+    const char *const bad[] = {NULL, "", "2026-11-22", "2026-11-22T00:13:27", "2026-11-22T00:13:27+01:00",
+                               "2026-11-22T00:13:27Zjunk", "garbage"};
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+        assert_true(time_parse_rfc3339(bad[i]) < 0);
+    const struct {
+        double s;
+        const char *want;
+    } ages[] = {{-5, "0s"}, {0, "0s"}, {59.9, "59s"}, {60, "1m0s"}, {3599, "59m59s"}, {3600, "1h0m"},
+                {86399, "23h59m"}, {86400, "1d"}, {86400 * 400.0, "400d"}};
+    for (size_t i = 0; i < sizeof(ages) / sizeof(ages[0]); i++) {
+        format_age(ages[i].s, out, sizeof(out));
+        assert_string_equal(out, ages[i].want);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_valid),
         cmocka_unit_test(test_invalid),
         cmocka_unit_test(test_format),
+        cmocka_unit_test(test_rfc3339_and_age),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -69,6 +69,48 @@ static void test_simple_get(void **state)
     http_session_free(&s);
 }
 
+/* Every 200 has an ETag; If-None-Match lists (with W/ and "*") give 304
+ * with no body and no Content-Length. */
+static void test_etag(void **state)
+{
+    struct http_session s;
+    char req[256], tag[32];
+    const char *p, *e;
+    (void)state;
+    session(&s);
+    strcpy(req, "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n");
+    assert_int_equal(http_session_feed(&s, req, strlen(req)), 0);
+    p = strstr(s.out.data, "ETag: \"");
+    assert_non_null(p);
+    p += strlen("ETag: ");
+    e = strstr(p, "\r\n");
+    assert_true(e - p < (long)sizeof(tag));
+    memcpy(tag, p, (size_t)(e - p));
+    tag[e - p] = '\0';
+    const char *const prefixes[] = {"", "\"zz\", ", "W/", NULL};
+    for (size_t i = 0; i < sizeof(prefixes) / sizeof(prefixes[0]); i++) {
+        char inm[96];
+        if (prefixes[i])
+            snprintf(inm, sizeof(inm), "%s%s", prefixes[i], tag);
+        else
+            strcpy(inm, "*");
+        s.out.len = 0;
+        snprintf(req, sizeof(req), "GET /healthz HTTP/1.1\r\nHost: x\r\nIf-None-Match: %s\r\n\r\n", inm);
+        assert_int_equal(http_session_feed(&s, req, strlen(req)), 0);
+        assert_non_null(strstr(s.out.data, "HTTP/1.1 304 Not Modified\r\n"));
+        assert_null(strstr(s.out.data, "Content-Length"));
+        assert_non_null(strstr(s.out.data, tag));
+        assert_string_equal(s.out.data + s.out.len - 4, "\r\n\r\n");
+    }
+    /* A different tag, or a prefix of ours, is no match. */
+    s.out.len = 0;
+    snprintf(req, sizeof(req), "GET /healthz HTTP/1.1\r\nHost: x\r\nIf-None-Match: %.*s\r\n\r\n",
+             (int)strlen(tag) - 2, tag);
+    assert_int_equal(http_session_feed(&s, req, strlen(req)), 0);
+    assert_non_null(strstr(s.out.data, "HTTP/1.1 200 OK\r\n"));
+    http_session_free(&s);
+}
+
 static void test_split_byte_by_byte(void **state)
 {
     struct http_session s;
@@ -374,6 +416,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_simple_get),
+        cmocka_unit_test(test_etag),
         cmocka_unit_test(test_split_byte_by_byte),
         cmocka_unit_test(test_pipelined),
         cmocka_unit_test(test_head_and_errors),
