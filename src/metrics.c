@@ -192,6 +192,17 @@ void metrics_observe(struct metric *f, const char *const *label_values, double v
             s->bucket_counts[i]++;
 }
 
+void metrics_remove(struct metric *f, const char *const *label_values)
+{
+    struct series *s = series_get(f, label_values, 0);
+
+    if (s == NULL)
+        return;
+    series_free(f, s);
+    /* Order does not matter (rendering sorts nothing): move the last in. */
+    *s = f->series[--f->nseries];
+}
+
 double metrics_value(struct metric *f, const char *const *label_values)
 {
     struct series *s = series_get(f, label_values, 0);

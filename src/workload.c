@@ -595,8 +595,8 @@ static void remove_workload(struct workload_mgr *m, struct workload *w)
     {
         const char *lv3[] = {workload_type_name(w->type), w->name, w->ns};
         const char *lv2[] = {w->name, w->ns};
-        metrics_set(m->m_status, lv3, 0);
-        metrics_set(m->m_kind_status[w->type], lv2, 0);
+        metrics_remove(m->m_status, lv3);
+        metrics_remove(m->m_kind_status[w->type], lv2);
     }
     free_workload(w);
 }
@@ -778,46 +778,127 @@ static void drain_step(void *arg, const struct kube_response *res)
     }
 }
 
+/* The Jobs of one CronJob that still run: listed, then deleted one by one;
+ * the caller's callback runs once, when all of that is done. */
+struct job_sweep {
+    struct workload_mgr *m;
+    char uid[64];
+    int pending;
+    long status;
+    kube_response_cb cb;
+    void *arg;
+};
+
+static void job_sweep_step(struct job_sweep *js, const struct kube_response *res)
+{
+    if (res && res->status >= 300 && res->status != 404) {
+        log_warn("workloads", "removing a CronJob's Job failed: %s", res->err.message);
+        js->status = res->status;
+    }
+    if (--js->pending == 0) {
+        struct kube_response done = {.status = js->status};
+        js->cb(js->arg, &done);
+        free(js);
+    }
+}
+
+static void job_deleted(void *arg, const struct kube_response *res)
+{
+    job_sweep_step(arg, res);
+}
+
+static int owned_by(json_t *obj, const char *uid)
+{
+    size_t i;
+    json_t *ref;
+
+    json_array_foreach(json_object_get(json_object_get(obj, "metadata"), "ownerReferences"), i, ref) {
+        const char *u = json_string_value(json_object_get(ref, "uid"));
+        if (u && strcmp(u, uid) == 0)
+            return 1;
+    }
+    return 0;
+}
+
+static void jobs_listed(void *arg, const struct kube_response *res)
+{
+    struct job_sweep *js = arg;
+    size_t i;
+    json_t *job;
+
+    if (res->status != 200) {
+        job_sweep_step(js, res);
+        return;
+    }
+    json_array_foreach(json_object_get(res->body, "items"), i, job) {
+        json_t *st = json_object_get(job, "status");
+        const char *ns = meta(job, "namespace"), *name = meta(job, "name");
+        char *path;
+        if (!owned_by(job, js->uid) || json_object_get(st, "completionTime") || meta(job, "deletionTimestamp") ||
+            ns == NULL || name == NULL)
+            continue;
+        path = kube_path("batch", "v1", ns, "jobs", name, NULL);
+        js->pending++;
+        log_info("workloads", "removing Job %s/%s of a stopped CronJob", ns, name);
+        kube_delete(js->m->k, path, 0, "Background", meta(job, "uid"), NULL, job_deleted, js);
+        free(path);
+    }
+    job_sweep_step(js, NULL);
+}
+
 /*
- * Stops one object: a pod is deleted, a CronJob suspended, a Deployment or
- * StatefulSet scaled to zero.  Returns 0 (and sends nothing) when it is
- * already stopped or going.
+ * Stops one object: a pod is deleted; a CronJob suspended and the Jobs it
+ * owns that still run deleted; a Deployment or StatefulSet scaled to zero.
+ * Returns how many times cb will run (0: already stopped or going).
  */
 static int stop_object(struct workload_mgr *m, enum obj_kind kind, json_t *obj, kube_response_cb cb, void *arg)
 {
-    const char *ns = meta(obj, "namespace"), *name = meta(obj, "name");
+    const char *ns = meta(obj, "namespace"), *name = meta(obj, "name"), *uid = meta(obj, "uid");
     json_t *spec = json_object_get(obj, "spec"), *patch;
     char *path;
+    int n = 0;
 
     if (ns == NULL || name == NULL || meta(obj, "deletionTimestamp"))
         return 0;
     path = kube_path(obj_types[kind].group, obj_types[kind].version, ns, obj_types[kind].plural, name, NULL);
     switch (kind) {
     case OBJ_PODS:
-        kube_delete(m->k, path, 0, "Background", meta(obj, "uid"), NULL, cb, arg);
+        kube_delete(m->k, path, 0, "Background", uid, NULL, cb, arg);
         free(path);
         return 1;
     case OBJ_CRONJOBS:
+        if (uid) {
+            struct job_sweep *js = xcalloc(1, sizeof(*js));
+            char *jobs = kube_path("batch", "v1", ns, "jobs", NULL, NULL);
+            js->m = m;
+            snprintf(js->uid, sizeof(js->uid), "%s", uid);
+            js->pending = 1;
+            js->status = 200;
+            js->cb = cb;
+            js->arg = arg;
+            kube_get(m->k, jobs, jobs_listed, js);
+            free(jobs);
+            n++;
+        }
         if (json_is_true(json_object_get(spec, "suspend")))
-            goto none;
+            goto out;
         patch = json_pack("{s:{s:b}}", "spec", "suspend", 1);
         break;
     case OBJ_DEPLOYMENTS:
     case OBJ_STATEFULSETS:
         if (json_integer_value(json_object_get(spec, "replicas")) == 0 && json_object_get(spec, "replicas"))
-            goto none;
+            goto out;
         patch = json_pack("{s:{s:i}}", "spec", "replicas", 0);
         break;
     default:
-        goto none;
+        goto out;
     }
     kube_patch(m->k, path, KUBE_PATCH_MERGE, patch, cb, arg);
     json_decref(patch);
+    n++;
+out:
     free(path);
-    return 1;
-none:
-    free(path);
-    return 0;
+    return n;
 }
 
 static int handover_stop(struct workload_mgr *m)
@@ -858,8 +939,8 @@ static void drain_work(struct workload_mgr *m, void (*done)(void *), void *done_
 
         snprintf(name, sizeof(name), w->type == WORKLOAD_PROCESS ? "%s-pod" : "%s", w->name);
         obj = informer_get(m->objs[top[w->type]], w->ns, name);
-        if (obj && stop_object(m, top[w->type], obj, drain_step, d))
-            d->pending++;
+        if (obj)
+            d->pending += stop_object(m, top[w->type], obj, drain_step, d);
     }
     log_info("workloads", "workloadHandover stop: stopping %d objects before the release", d->pending - 1);
     {

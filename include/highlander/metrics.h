@@ -46,6 +46,8 @@ void metrics_set(struct metric *f, const char *const *label_values, double value
 void metrics_observe(struct metric *f, const char *const *label_values, double value);
 /* Removes every series of a family (for gauges describing a changing set). */
 void metrics_clear(struct metric *f);
+/* Drops one series (a workload that no longer exists), if present. */
+void metrics_remove(struct metric *f, const char *const *label_values);
 /* Value of a counter or gauge series, 0 if it does not exist (tests). */
 double metrics_value(struct metric *f, const char *const *label_values);
 

@@ -323,8 +323,21 @@ def test_stop_mode_handover(kube, controller_factory, tmp_path):
             raise AssertionError(json.dumps({n: (w["phase"], w["lastError"]) for n, w in workloads(leader, ns).items()})
                                  + kube.kubectl("-n", ns, "get", "all"))
         uid = get(kube, ns, "pod", "proc-pod")["metadata"]["uid"]
+        # A Job of the CronJob that is still running (suspended, so that kwok
+        # cannot complete it first): stopping the CronJob removes it; a Job
+        # owned by nothing of ours stays.
+        job = json.loads(kube.kubectl("-n", ns, "create", "job", "--from=cronjob/tick", "tick-manual",
+                                      "--dry-run=client", "-o", "json"))
+        job["spec"]["suspend"] = True
+        assert job["metadata"]["ownerReferences"][0]["name"] == "tick"
+        kube.kubectl("-n", ns, "apply", "-f", "-", input=json.dumps(job).encode())
+        kube.kubectl("-n", ns, "create", "job", "other", "--image=busybox")
+        kube.kubectl("-n", ns, "patch", "job", "other", "-p", '{"spec":{"suspend":true}}')
         assert leader.terminate() == 0
         log = leader.log()
+        assert "removing Job %s/tick-manual" % ns in log
+        wait(lambda: "tick-manual" not in kube.kubectl("-n", ns, "get", "jobs", "-o", "name"), 30, "the Job gone")
+        assert "job.batch/other" in kube.kubectl("-n", ns, "get", "jobs", "-o", "name")
         assert log.index("workloadHandover stop: stopping") < log.index("released the lease")
         new = cl.wait_one_leader(timeout=10, among=[c for c in cl.replicas if c is not leader])
         wait(lambda: get(kube, ns, "pod", "proc-pod")["metadata"]["uid"] != uid and

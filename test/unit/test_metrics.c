@@ -35,6 +35,32 @@ static void test_counter_gauge_render(void **state)
     metrics_free(m);
 }
 
+/* A removed series disappears from the output; the others stay intact. */
+static void test_remove_series(void **state)
+{
+    static const char *const labels[] = {"name", NULL};
+    struct metrics *m = metrics_new();
+    struct metric *g = metrics_register(m, METRIC_GAUGE, "t_status", "Status.", labels, NULL, 0);
+    struct buf out;
+    (void)state;
+
+    metrics_set(g, (const char *const[]){"a"}, 1);
+    metrics_set(g, (const char *const[]){"b"}, 0);
+    metrics_set(g, (const char *const[]){"c"}, 1);
+    metrics_remove(g, (const char *const[]){"a"});
+    metrics_remove(g, (const char *const[]){"nope"});
+    buf_init(&out);
+    metrics_render(m, &out);
+    assert_null(strstr(out.data, "name=\"a\""));
+    assert_non_null(strstr(out.data, "t_status{name=\"b\"} 0\n"));
+    assert_non_null(strstr(out.data, "t_status{name=\"c\"} 1\n"));
+    metrics_set(g, (const char *const[]){"a"}, 1);
+    assert_true(metrics_value(g, (const char *const[]){"a"}) == 1);
+    assert_true(metrics_value(g, (const char *const[]){"c"}) == 1);
+    buf_free(&out);
+    metrics_free(m);
+}
+
 static void test_histogram(void **state)
 {
     static const double buckets[] = {0.1, 1, 10};
@@ -110,6 +136,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_counter_gauge_render),
+        cmocka_unit_test(test_remove_series),
         cmocka_unit_test(test_histogram),
         cmocka_unit_test(test_series_cap),
         cmocka_unit_test(test_process_metrics_are_real),
