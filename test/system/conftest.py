@@ -27,18 +27,23 @@ def free_port():
 class Controller:
     """One highlander process on a loopback port, with its log captured."""
 
-    def __init__(self, args=(), env=None, config=None, port=None, wait=True):
+    def __init__(self, args=(), env=None, config=None, port=None, wait=True, wrap=(), exact_env=False):
+        """wrap: a command prefix (the binary is exec'd by it).  exact_env:
+        the environment is env alone (plus sanitizer options), as a pod's."""
         self.port = port or free_port()
         self.tmp = tempfile.mkdtemp(prefix="hl-sys-")
         self.log_path = os.path.join(self.tmp, "log")
-        e = {k: v for k, v in os.environ.items() if not k.startswith("HIGHLANDER_") or k in ("HIGHLANDER_BIN",)}
-        e.update({"HIGHLANDER_PORT": str(self.port), "HIGHLANDER_BIND_ADDRESS": "127.0.0.1",
-                  "HOME": self.tmp})
+        if exact_env:
+            e = {}
+        else:
+            e = {k: v for k, v in os.environ.items() if not k.startswith("HIGHLANDER_") or k in ("HIGHLANDER_BIN",)}
+            e.update({"HIGHLANDER_PORT": str(self.port), "HIGHLANDER_BIND_ADDRESS": "127.0.0.1",
+                      "HOME": self.tmp})
         if ASAN:
             e["ASAN_OPTIONS"] = "detect_leaks=1:abort_on_error=0:exitcode=23"
         if env:
             e.update(env)
-        cmd = [BIN]
+        cmd = list(wrap) + [BIN]
         if config is not None:
             path = os.path.join(self.tmp, "config.yaml")
             with open(path, "w") as f:

@@ -2,11 +2,17 @@
 {{- printf "%s" .Release.Name | trunc 63 | trimSuffix "-" -}}
 {{- end -}}
 
-{{- define "highlander.labels" -}}
+{{- define "highlander.selectorLabels" -}}
 app.kubernetes.io/name: highlander
 app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/component: controller
+{{- end -}}
+
+{{- define "highlander.labels" -}}
+{{ include "highlander.selectorLabels" . }}
 app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
 app.kubernetes.io/managed-by: {{ .Release.Service }}
+helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version }}
 {{- end -}}
 
 {{- define "highlander.serviceAccountName" -}}
@@ -15,4 +21,8 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- else -}}
 {{- default "default" .Values.serviceAccount.name -}}
 {{- end -}}
+{{- end -}}
+
+{{- define "highlander.secretName" -}}
+{{- printf "%s-secrets" (include "highlander.fullname" .) -}}
 {{- end -}}
