@@ -8,7 +8,7 @@ set -eu
 PKGS="build-essential pkg-config libuv1-dev libhiredis-dev libcurl4-openssl-dev libcyaml-dev
 libyaml-dev libjansson-dev libpq-dev libcmocka-dev node-llhttp redis-server redis-sentinel
 redis-tools postgresql postgresql-client prometheus wrk valgrind clang libclang-rt-14-dev
-faketime curl procps iproute2 chromium nodejs npm"
+faketime curl procps iproute2 chromium"
 
 missing=""
 for p in $PKGS; do
@@ -20,6 +20,12 @@ done
 SUDO=""
 if [ "$(id -u)" -ne 0 ]; then
     SUDO="sudo"
+fi
+
+# Node.js and npm run the browser tests; a machine may have them from
+# elsewhere (Debian's npm would conflict with that), so only when absent.
+if ! command -v npm >/dev/null 2>&1; then
+    missing="$missing nodejs npm"
 fi
 
 if [ -n "$missing" ]; then

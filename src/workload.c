@@ -96,7 +96,7 @@ struct workload_mgr {
     int pending_closes;
     int informers_left;
     struct app *app;
-    struct metric *m_status, *m_ops, *m_errors, *m_startup, *m_kind_status[WORKLOAD_TYPE_COUNT];
+    struct metric *m_status, *m_ops, *m_errors, *m_startup, *m_shutdown, *m_kind_status[WORKLOAD_TYPE_COUNT];
     struct metric *m_retry, *m_retry_ok;
 };
 
@@ -765,16 +765,42 @@ struct drain {
     void *done_arg;
 };
 
-static void drain_step(void *arg, const struct kube_response *res)
-{
-    struct drain *d = arg;
+/* One workload being stopped: its requests, and when they began. */
+struct drain_one {
+    struct drain *d;
+    enum workload_type type;
+    char name[256];
+    int pending;
+    int failed;
+    uint64_t start_ms;
+};
 
-    if (res->status >= 300 && res->status != 404)
-        log_warn("workloads", "stopping a workload object failed: %s", res->err.message);
+static void drain_finish(struct drain *d)
+{
     if (--d->pending == 0) {
         log_info("workloads", "every workload object stopped");
         d->done(d->done_arg);
         free(d);
+    }
+}
+
+static void drain_step(void *arg, const struct kube_response *res)
+{
+    struct drain_one *one = arg;
+
+    if (res->status >= 300 && res->status != 404) {
+        log_warn("workloads", "stopping %s failed: %s", one->name, res->err.message);
+        one->failed = 1;
+    }
+    if (--one->pending == 0) {
+        if (!one->failed) {
+            const char *lv[] = {workload_type_name(one->type), one->name};
+            double secs = (double)(time_mono_ms() - one->start_ms) / 1000.0;
+            metrics_observe(one->d->m->m_shutdown, lv, secs);
+            log_info("workloads", "stopped %s %s in %.3f s", lv[0], one->name, secs);
+        }
+        drain_finish(one->d);
+        free(one);
     }
 }
 
@@ -939,14 +965,21 @@ static void drain_work(struct workload_mgr *m, void (*done)(void *), void *done_
 
         snprintf(name, sizeof(name), w->type == WORKLOAD_PROCESS ? "%s-pod" : "%s", w->name);
         obj = informer_get(m->objs[top[w->type]], w->ns, name);
-        if (obj)
-            d->pending += stop_object(m, top[w->type], obj, drain_step, d);
+        if (obj) {
+            struct drain_one *one = xcalloc(1, sizeof(*one));
+            one->d = d;
+            one->type = w->type;
+            snprintf(one->name, sizeof(one->name), "%s", w->name);
+            one->start_ms = time_mono_ms();
+            one->pending = stop_object(m, top[w->type], obj, drain_step, one);
+            if (one->pending == 0)
+                free(one);
+            else
+                d->pending++;
+        }
     }
-    log_info("workloads", "workloadHandover stop: stopping %d objects before the release", d->pending - 1);
-    {
-        struct kube_response none = {.status = 200};
-        drain_step(d, &none);
-    }
+    log_info("workloads", "workloadHandover stop: stopping %d workloads before the release", d->pending - 1);
+    drain_finish(d);
 }
 
 /* ---- start-up rule: stale objects of an older leader in this cluster ---------------- */
@@ -1130,6 +1163,9 @@ static void register_metrics(struct workload_mgr *m, struct metrics *reg)
                                    "Failed writes to workload objects.", tne, NULL, 0);
     m->m_startup = metrics_register(reg, METRIC_HISTOGRAM, "k8_highlander_workload_startup_duration_seconds",
                                     "From first create to healthy.", tn, buckets, ARRAY_SIZE(buckets));
+    m->m_shutdown = metrics_register(reg, METRIC_HISTOGRAM, "k8_highlander_workload_shutdown_duration_seconds",
+                                     "From the stop request (handover stop) to the API server accepting it.", tn,
+                                     buckets, ARRAY_SIZE(buckets));
     m->m_retry = metrics_register(reg, METRIC_COUNTER, "k8_highlander_workload_retry_attempts_total",
                                   "Reconcile retries after failures.", tn, NULL, 0);
     m->m_retry_ok = metrics_register(reg, METRIC_COUNTER, "k8_highlander_workload_retry_success_total",

@@ -150,6 +150,17 @@ def test_config_workloads_become_healthy(setup):
     one = leader.get_json("/api/workloads/web?namespace=" + ns)[1]["data"]
     assert one["details"]["replicas"] == 2 and one["type"] == "service"
     text = leader.get("/metrics")[2].decode()
+    # Every metric name of SPEC section 7 is exported by a leader with workloads.
+    for name in ("is_leader", "leadership_transitions_total", "leadership_duration_seconds",
+                 "leadership_acquisitions_total", "leadership_losses_total", "leadership_failed_attempts_total",
+                 "last_leader_transition_timestamp_seconds", "workload_status", "workload_startup_duration_seconds",
+                 "workload_shutdown_duration_seconds", "workload_operations_total", "workload_errors_total",
+                 "failover_total", "failover_duration_seconds", "failover_errors_total", "db_operations_total",
+                 "db_errors_total", "db_latency_seconds", "db_lock_ttl_seconds", "cluster_health",
+                 "cluster_transitions_total", "controller_state", "process_status", "cronjob_status",
+                 "service_status", "persistent_status", "workload_retry_attempts_total",
+                 "workload_retry_success_total", "memory_usage_bytes", "system_load", "fencing_token"):
+        assert "# TYPE k8_highlander_%s " % name in text, name
     assert 'k8_highlander_workload_status{type="process",name="proc",namespace="%s"} 1' % ns in text
     assert 'k8_highlander_process_status{name="proc",namespace="%s"} 1' % ns in text
     cl.check()
@@ -339,6 +350,8 @@ def test_stop_mode_handover(kube, controller_factory, tmp_path):
         wait(lambda: "tick-manual" not in kube.kubectl("-n", ns, "get", "jobs", "-o", "name"), 30, "the Job gone")
         assert "job.batch/other" in kube.kubectl("-n", ns, "get", "jobs", "-o", "name")
         assert log.index("workloadHandover stop: stopping") < log.index("released the lease")
+        for kind, name in (("process", "proc"), ("cronJob", "tick"), ("service", "web"), ("persistentSet", "store")):
+            assert log.index("stopped %s %s in " % (kind, name)) < log.index("released the lease")
         new = cl.wait_one_leader(timeout=10, among=[c for c in cl.replicas if c is not leader])
         wait(lambda: get(kube, ns, "pod", "proc-pod")["metadata"]["uid"] != uid and
              all(w["healthy"] for w in workloads(new, ns).values()), 90, "restarted by the new leader")
