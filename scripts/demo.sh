@@ -100,9 +100,9 @@ cat <<TXT
 
 highlander demo is running (leader: $leader).
 
-  Dashboard and API:   http://127.0.0.1:8081/   http://127.0.0.1:8082/
-                       (the browser dashboard is not built yet; these serve
-                        /status, /api/workloads, /api/pods, /metrics)
+  Dashboard:           http://127.0.0.1:8081/   (replica 1)
+                       http://127.0.0.1:8082/   (replica 2)
+  API:                 /status /api/workloads /api/pods /metrics on either
   Status:              curl -s http://127.0.0.1:8081/status
   Watch the workloads: export KUBECONFIG=$KC
                        $K get wlp,wlc,wls,wlper -n demo -w

@@ -24,7 +24,7 @@ enum setting {
     S_REDIS_ADDR, S_REDIS_USERNAME, S_REDIS_PASSWORD, S_REDIS_DB, S_DATABASE_URL,
     S_CLUSTER_NAME, S_KUBECONFIG, S_TERMINATION_GRACE, S_HANDOVER,
     S_LEASE_DURATION, S_RENEW_DEADLINE, S_RETRY_PERIOD, S_LOG_LEVEL, S_LOG_FORMAT,
-    S_API_TOKEN, S_BIND_ADDRESS, S_HTTP_MAX_CONNS, S_KUBE_QPS, S_KUBE_BURST, S_COUNT
+    S_API_TOKEN, S_BIND_ADDRESS, S_HTTP_MAX_CONNS, S_KUBE_QPS, S_KUBE_BURST, S_CRD_NAMESPACES, S_COUNT
 };
 
 struct setting_desc {
@@ -62,6 +62,8 @@ static const struct setting_desc settings[S_COUNT] = {
     [S_HTTP_MAX_CONNS] = {NULL, "HIGHLANDER_HTTP_MAX_CONNECTIONS", "http-max-connections", "4096"},
     [S_KUBE_QPS] = {NULL, "HIGHLANDER_KUBE_QPS", "kube-qps", "20"},
     [S_KUBE_BURST] = {NULL, "HIGHLANDER_KUBE_BURST", "kube-burst", "30"},
+    /* A list in the file; comma-separated in the variable and the flag. */
+    [S_CRD_NAMESPACES] = {"crdNamespaces", "HIGHLANDER_CRD_NAMESPACES", "crd-namespaces", ""},
 };
 
 struct value {
@@ -105,6 +107,7 @@ const char *const config_usage =
     "  --bind-address ADDR        HTTP listen address (default: 0.0.0.0)\n"
     "  --http-max-connections N   HTTP connection cap (default: 4096)\n"
     "  --kube-qps N, --kube-burst N  Kubernetes client rate limit (default: 20, 30)\n"
+    "  --crd-namespaces NS,...    watch custom resources only there (default: all namespaces)\n"
     "  --check-config             validate, print the effective config (secrets masked), exit 0 or 2\n"
     "  --version                  print the version and exit\n"
     "  --help                     print this help and exit\n";
@@ -287,6 +290,14 @@ static void apply_file(struct merged *m, const struct config_file *f, struct con
         set_value(m, S_TERMINATION_GRACE, f->termination_grace_period, "terminationGracePeriod");
     if (f->workload_handover && *f->workload_handover)
         set_value(m, S_HANDOVER, f->workload_handover, "workloadHandover");
+    if (f->crd_namespaces_count) {
+        struct buf b;
+        buf_init(&b);
+        for (unsigned i = 0; i < f->crd_namespaces_count; i++)
+            buf_printf(&b, "%s%s", i ? "," : "", f->crd_namespaces[i] ? f->crd_namespaces[i] : "");
+        set_value(m, S_CRD_NAMESPACES, b.data, "crdNamespaces");
+        buf_free(&b);
+    }
     if (f->leader_election) {
         const struct leader_election_config *le = f->leader_election;
         if (le->lease_duration)
@@ -616,6 +627,23 @@ static void convert(struct merged *m, struct config *c, struct config_errors *er
         c->kube_qps = (int)n;
     if (parse_int(&m->v[S_KUBE_BURST], 1, 100000, &n, errs) == 0)
         c->kube_burst = (int)n;
+    {
+        const struct value *v = &m->v[S_CRD_NAMESPACES];
+        char *list = xstrdup(v->text ? v->text : ""), *save = NULL;
+        for (char *ns = strtok_r(list, ",", &save); ns; ns = strtok_r(NULL, ",", &save)) {
+            size_t len;
+            ns += strspn(ns, " ");
+            for (len = strlen(ns); len > 0 && ns[len - 1] == ' '; len--)
+                ns[len - 1] = '\0';
+            if (!config_is_dns1123_label(ns)) {
+                config_errors_add(errs, "%s: \"%s\" is not a valid namespace name", v->origin, ns);
+                continue;
+            }
+            c->crd_namespaces = xrealloc(c->crd_namespaces, (c->crd_namespaces_count + 1) * sizeof(char *));
+            c->crd_namespaces[c->crd_namespaces_count++] = xstrdup(ns);
+        }
+        free(list);
+    }
     if (c->api_token && *c->api_token == '\0') {
         free(c->api_token);
         c->api_token = NULL;
@@ -707,6 +735,9 @@ void config_free(struct config *c)
     for (unsigned i = 0; i < c->sentinel_addrs_count; i++)
         free(c->sentinel_addrs[i]);
     free(c->sentinel_addrs);
+    for (unsigned i = 0; i < c->crd_namespaces_count; i++)
+        free(c->crd_namespaces[i]);
+    free(c->crd_namespaces);
     free(c->database_url);
     free(c->cluster_name);
     free(c->kubeconfig);

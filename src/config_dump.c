@@ -281,6 +281,7 @@ char *config_dump(const struct config *c)
     if (masked)
         json_object_set_new(o, "databaseURL", json_string(masked));
     free(masked);
+    json_object_set_new(o, "crdNamespaces", str_array(c->crd_namespaces, c->crd_namespaces_count));
     cluster = json_object();
     set_str(cluster, "name", c->cluster_name);
     json_object_set_new(cluster, "kubeconfig", c->kubeconfig ? json_string(c->kubeconfig) : json_string(""));

@@ -262,6 +262,8 @@ static const cyaml_schema_field_t top_fields[] = {
                            0, CYAML_UNLIMITED),
     CYAML_FIELD_MAPPING_PTR("leaderElection", CYAML_FLAG_OPTIONAL, struct config_file, leader_election,
                             election_fields),
+    CYAML_FIELD_SEQUENCE("crdNamespaces", CYAML_FLAG_POINTER | CYAML_FLAG_OPTIONAL, struct config_file,
+                         crd_namespaces, &string_ptr_schema, 0, CYAML_UNLIMITED),
     CYAML_FIELD_MAPPING_PTR("workloads", CYAML_FLAG_OPTIONAL, struct config_file, workloads,
                             workloads_fields),
     /* The Go controller's Spanner backend: accepted so its files load, not

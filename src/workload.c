@@ -81,7 +81,8 @@ struct workload_mgr {
     struct lease *lease;
     struct kube_client *k;
     struct kube_events *events;
-    struct informer *crs[WORKLOAD_TYPE_COUNT];
+    struct informer **crs;               /* per kind, per watched namespace (or all) */
+    unsigned ncrs;
     struct informer *objs[OBJ_COUNT];
     struct workload *list;
     unsigned count;
@@ -1051,13 +1052,22 @@ static int wm_start(void *ctx, struct app *app)
     m->sweep.data = m;
     m->sweep_until_ms = time_mono_ms() + 60000;
     uv_timer_start(&m->sweep, sweep_cb, 100, 100);
-    for (int t = 0; t < WORKLOAD_TYPE_COUNT; t++) {
-        struct informer_opts o = {.group = "highlander.plexobject.io", .version = "v1", .plural = cr_plurals[t]};
-        struct informer_handlers h = {cr_added, cr_updated, cr_deleted, NULL};
-        cr_ctxs[t].m = m;
-        cr_ctxs[t].t = (enum workload_type)t;
-        m->crs[t] = informer_new(m->loop, m->k, &o, &h, &cr_ctxs[t]);
-        informer_start(m->crs[t]);
+    {
+        unsigned nns = m->cfg->crd_namespaces_count ? m->cfg->crd_namespaces_count : 1;
+        m->crs = xcalloc((size_t)WORKLOAD_TYPE_COUNT * nns, sizeof(*m->crs));
+        for (int t = 0; t < WORKLOAD_TYPE_COUNT; t++) {
+            cr_ctxs[t].m = m;
+            cr_ctxs[t].t = (enum workload_type)t;
+            for (unsigned i = 0; i < nns; i++) {
+                struct informer_opts o = {.group = "highlander.plexobject.io", .version = "v1",
+                                          .plural = cr_plurals[t],
+                                          .namespace = m->cfg->crd_namespaces_count ? m->cfg->crd_namespaces[i] : NULL};
+                struct informer_handlers h = {cr_added, cr_updated, cr_deleted, NULL};
+                struct informer *inf = informer_new(m->loop, m->k, &o, &h, &cr_ctxs[t]);
+                m->crs[m->ncrs++] = inf;
+                informer_start(inf);
+            }
+        }
     }
     snprintf(selector, sizeof(selector), "%s=%s,highlander.plexobject.io/tenant=%s", LABEL_MANAGED_BY, MANAGED_BY,
              m->cfg->tenant);
@@ -1125,14 +1135,14 @@ static void close_everything(void *arg)
     m->leading = 0;
     /* Three timers and the client (closed once every informer stopped). */
     m->pending_closes = 4;
-    m->informers_left = WORKLOAD_TYPE_COUNT + OBJ_COUNT;
+    m->informers_left = (int)m->ncrs + OBJ_COUNT;
     m->timer.data = m;
     m->resync.data = m;
     uv_close((uv_handle_t *)&m->timer, handle_closed);
     uv_close((uv_handle_t *)&m->resync, handle_closed);
     uv_close((uv_handle_t *)&m->sweep, handle_closed);
-    for (int t = 0; t < WORKLOAD_TYPE_COUNT; t++)
-        informer_stop(m->crs[t], informers_stopped, m);
+    for (unsigned i = 0; i < m->ncrs; i++)
+        informer_stop(m->crs[i], informers_stopped, m);
     for (int i = 0; i < OBJ_COUNT; i++)
         informer_stop(m->objs[i], informers_stopped, m);
 }
@@ -1239,6 +1249,7 @@ void workload_mgr_free(struct workload_mgr *m)
         free_workload(w);
     }
     kube_events_free(m->events);
+    free(m->crs);
     free(m);
 }
 

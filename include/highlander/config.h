@@ -191,6 +191,8 @@ struct config_file {
     char *termination_grace_period;
     char *workload_handover;
     struct leader_election_config *leader_election;
+    char **crd_namespaces;
+    unsigned crd_namespaces_count;
     struct workload_lists *workloads;
 };
 
@@ -228,6 +230,8 @@ struct config {
     unsigned http_max_connections;
     int kube_qps;
     int kube_burst;
+    char **crd_namespaces;      /* where custom resources are watched; none = all */
+    unsigned crd_namespaces_count;
     /* The decoded file (or an empty document); owns the workload specs. */
     struct config_file *file;
 };

@@ -405,3 +405,31 @@ def test_stop_mode_start_up_rule(kube, controller_factory, tmp_path):
             c.terminate()
         store.stop()
     cl.check()
+
+
+def test_crd_namespaces_limit_what_is_watched(kube, controller_factory):
+    """crdNamespaces: resources elsewhere are not workloads of this controller."""
+    ns_in, ns_out = kube.namespace("wl-crdns-in"), kube.namespace("wl-crdns-out")
+    for ns in (ns_in, ns_out):
+        kube.kubectl("apply", "-f", "-", input=("""
+apiVersion: highlander.plexobject.io/v1
+kind: WorkloadProcess
+metadata: {name: only, namespace: %s}
+spec: {image: busybox, script: {commands: ["sleep 100"]}}
+""" % ns).encode())
+    store = RedisStore()
+    cl = Cluster(controller_factory, None, n=1, store=store,
+                 extra_env={"HIGHLANDER_KUBECONFIG": kube.kubeconfig, "HIGHLANDER_CRD_NAMESPACES": ns_in})
+    try:
+        leader = cl.wait_one_leader(timeout=15)
+        wait(lambda: workloads(leader, ns_in).get("only", {}).get("healthy"), 60, "the watched one healthy")
+        names = {(w["namespace"], w["name"]) for w in leader.get_json("/api/workloads")[1]["data"]}
+        assert (ns_out, "only") not in names and all(ns == ns_in for ns, _ in names), names
+        assert "only-pod" not in kube.kubectl("-n", ns_out, "get", "pods", "-o", "name")
+    finally:
+        for c in cl.alive():
+            c.terminate()
+        store.stop()
+        for ns in (ns_in, ns_out):
+            kube.kubectl("-n", ns, "delete", "workloadprocess", "only", "--wait=false", check=False)
+    cl.check()

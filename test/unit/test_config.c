@@ -441,6 +441,49 @@ static void test_env_values_checked(void **state)
     done(&r);
 }
 
+/* crdNamespaces: a list in the file, comma-separated in the variable and
+ * the flag (strongest wins as a whole); every name checked. */
+static void test_crd_namespaces(void **state)
+{
+    struct result r;
+    const char *file = write_yaml("crdns.yaml", "crdNamespaces: [team-a, team-b]\n");
+    const char *args_file[] = {"--config", file, NULL};
+    const char *env[] = {"HIGHLANDER_CRD_NAMESPACES= env-a ,env-b", NULL};
+    const char *args_flag[] = {"--config", file, "--crd-namespaces", "flag-a", NULL};
+    (void)state;
+
+    load(&r, NULL, NULL);
+    assert_int_equal(r.rc, 0);
+    assert_int_equal(r.cfg->crd_namespaces_count, 0);
+    done(&r);
+    load(&r, args_file, NULL);
+    assert_int_equal(r.rc, 0);
+    assert_int_equal(r.cfg->crd_namespaces_count, 2);
+    assert_string_equal(r.cfg->crd_namespaces[0], "team-a");
+    assert_string_equal(r.cfg->crd_namespaces[1], "team-b");
+    done(&r);
+    load(&r, args_file, env);
+    assert_int_equal(r.rc, 0);
+    assert_int_equal(r.cfg->crd_namespaces_count, 2);
+    assert_string_equal(r.cfg->crd_namespaces[0], "env-a");
+    assert_string_equal(r.cfg->crd_namespaces[1], "env-b");
+    done(&r);
+    load(&r, args_flag, env);
+    assert_int_equal(r.rc, 0);
+    assert_int_equal(r.cfg->crd_namespaces_count, 1);
+    assert_string_equal(r.cfg->crd_namespaces[0], "flag-a");
+    done(&r);
+    file = write_yaml("crdns-bad.yaml", "crdNamespaces: [ok, \"Not_OK\", \"two words\"]\n");
+    {
+        const char *args_bad[] = {"--config", file, NULL};
+        load(&r, args_bad, NULL);
+    }
+    assert_int_equal(r.rc, -1);
+    assert_error(&r, "crdNamespaces: \"Not_OK\" is not a valid namespace name");
+    assert_error(&r, "crdNamespaces: \"two words\" is not a valid namespace name");
+    done(&r);
+}
+
 static void test_decode_errors(void **state)
 {
     struct result r;
@@ -608,6 +651,7 @@ int main(void)
         cmocka_unit_test(test_redis_url),
         cmocka_unit_test(test_validation_reports_everything),
         cmocka_unit_test(test_env_values_checked),
+        cmocka_unit_test(test_crd_namespaces),
         cmocka_unit_test(test_decode_errors),
         cmocka_unit_test(test_deep_nesting),
         cmocka_unit_test(test_search_path),
