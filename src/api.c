@@ -157,14 +157,26 @@ static void h_dbinfo(void *ctx, const struct http_request *req, struct http_resp
     send_data(res, dbinfo_json(ctx));
 }
 
-/* Everything the dashboard shows, in one answer (and one ETag). */
+/*
+ * Everything the dashboard shows, in one answer.  Values that change every
+ * second by themselves (uptime, pod ages) are left to the page, which
+ * computes them from startTime and createdAt: so the ETag changes only
+ * when something does, and a poll of an unchanged controller gets a 304.
+ */
 static void h_dashboard(void *ctx, const struct http_request *req, struct http_response *res)
 {
     struct api *api = ctx;
+    json_t *st = status_json(api), *pods = workload_mgr_pods_json(api->workloads), *p;
+    char start[40];
+    size_t i;
 
-    send_data(res, json_pack("{s:o, s:o, s:o, s:o, s:o}", "status", status_json(api), "store", dbinfo_json(api),
-                             "workloads", workload_mgr_list_json(api->workloads), "pods",
-                             workload_mgr_pods_json(api->workloads), "history", status_history_json(api->status)));
+    json_object_del(st, "uptime");
+    time_format_rfc3339(api->status->start_time, start, sizeof(start));
+    json_object_set_new(st, "startTime", json_string(start));
+    json_array_foreach(pods, i, p) json_object_del(p, "age");
+    send_data(res, json_pack("{s:o, s:o, s:o, s:o, s:o}", "status", st, "store", dbinfo_json(api), "workloads",
+                             workload_mgr_list_json(api->workloads), "pods", pods, "history",
+                             status_history_json(api->status)));
 }
 
 /*

@@ -50,6 +50,15 @@ function duration(seconds) {
   return (d ? d + "d " : "") + (d || h ? h + "h " : "") + (d || h || m ? m + "m " : "") + s + "s";
 }
 
+// As kubectl prints ages: 45s, 3m12s, 5h4m, 12d.
+function age(iso) {
+  const s = Math.max(0, Math.floor((Date.now() - Date.parse(iso)) / 1000));
+  if (s < 60) return s + "s";
+  if (s < 3600) return Math.floor(s / 60) + "m" + (s % 60) + "s";
+  if (s < 86400) return Math.floor(s / 3600) + "h" + Math.floor((s % 3600) / 60) + "m";
+  return Math.floor(s / 86400) + "d";
+}
+
 function fillList(dl, rows) {
   const items = [];
   for (const [k, v] of rows) {
@@ -96,7 +105,7 @@ function renderStatus(s, store) {
     ["Name", s.clusterName],
     ["Health", s.clusterHealth],
     ["Ready for traffic", yesNo(s.readyForTraffic)],
-    ["Uptime", duration(s.uptime)],
+    ["Uptime", duration((Date.now() - Date.parse(s.startTime)) / 1000)],
     ["Version", s.version],
   ]);
   fillList($("store"), [
@@ -132,7 +141,7 @@ function renderPods(pods) {
   $("pod-count").textContent = "(" + pods.length + ")";
   const rows = pods.map((p) => clickable(el("tr", {"data-name": p.name},
     el("td", {}, text(p.name)), el("td", {}, text(p.namespace)), el("td", {}, text(p.phase)),
-    el("td", {}, text(p.node)), el("td", {}, text(p.age)), el("td", {}, text(p.leaderId)),
+    el("td", {}, text(p.node)), el("td", {}, p.createdAt ? age(p.createdAt) : "—"), el("td", {}, text(p.leaderId)),
     el("td", {}, text(p.cluster))), "Pod " + p.namespace + "/" + p.name, p));
   if (!rows.length) rows.push(el("tr", {}, el("td", {colspan: "7", class: "empty"}, "no managed pods")));
   document.querySelector("#pods tbody").replaceChildren(...rows);
@@ -177,6 +186,7 @@ async function poll() {
       $("login").hidden = false;
     } else if (res.status === 304 && last) {
       setOffline(false);
+      render(last);   // unchanged data; uptime and ages still move
     } else if (res.ok) {
       const doc = await res.json();
       etag = res.headers.get("ETag");

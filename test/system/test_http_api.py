@@ -1,6 +1,7 @@
 """Probes, status routes and the JSON envelope, against the real binary."""
 import http.client
 import json
+import time
 
 
 STATUS_KEYS = {"isLeader", "leaderSince", "lastLeaderTransition", "uptime", "leaderID", "currentLeader",
@@ -123,3 +124,19 @@ def test_dashboard_files(controller):
     status, doc = controller.get_json("/api/dashboard")
     assert status == 200 and set(doc["data"]) == {"status", "store", "workloads", "pods", "history"}
     assert controller.request("POST", "/")[0] == 405
+
+
+def test_dashboard_polls_get_304_while_nothing_changes(controller):
+    """The dashboard's data leaves out what changes by itself (uptime, ages),
+    so an idle controller answers its polls with 304 and no body."""
+    answers = []
+    for _ in range(3):  # a store reconnect attempt between two polls may change the data: try again
+        status, headers, body = controller.get("/api/dashboard")
+        doc = json.loads(body)["data"]
+        assert "uptime" not in doc["status"] and doc["status"]["startTime"]
+        assert all("age" not in p for p in doc["pods"])
+        time.sleep(0.05)  # uptime, were it there, would have changed
+        answers.append(controller.get("/api/dashboard", {"If-None-Match": headers["ETag"]})[::2])
+        if answers[-1] == (304, b""):
+            break
+    assert answers[-1] == (304, b""), answers
