@@ -396,9 +396,13 @@ def test_stop_mode_start_up_rule(kube, controller_factory, tmp_path):
         wait(lambda: "start-up: stopping" in late.log(), 20, "the start-up rule")
         wait(lambda: not [p for p in get(kube, ns, "pods")["items"] if p["metadata"]["name"] == "proc-pod"], 30,
              "the stale pod gone")
-        assert get(kube, ns, "cronjob", "tick")["spec"]["suspend"] is True
-        assert get(kube, ns, "deployment", "web")["spec"]["replicas"] == 0
-        assert get(kube, ns, "statefulset", "store")["spec"]["replicas"] == 0
+        # The four stop requests went out together; each lands on its own.
+        try:
+            wait(lambda: get(kube, ns, "cronjob", "tick")["spec"]["suspend"] is True, 10, "CronJob suspended")
+            wait(lambda: get(kube, ns, "deployment", "web")["spec"]["replicas"] == 0, 10, "Deployment at 0")
+            wait(lambda: get(kube, ns, "statefulset", "store")["spec"]["replicas"] == 0, 10, "StatefulSet at 0")
+        except AssertionError as e:
+            raise AssertionError("%s\n--- east-2 log:\n%s" % (e, late.log()[-4000:]))
         assert not late.get_json("/status")[1]["data"]["isLeader"]
     finally:
         for c in cl.alive():
