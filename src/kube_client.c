@@ -45,6 +45,7 @@ struct kube_req {
     int token_retried;
     kube_response_cb cb;
     void *arg;
+    void (*drop)(void *arg);  /* frees arg when the request is cancelled */
     kube_chunk_cb on_chunk;
     struct buf resp;
     long retry_after_s;
@@ -671,11 +672,31 @@ struct kube_req *kube_request(struct kube_client *k, const struct kube_request_o
     return r;
 }
 
+void kube_own(struct kube_req *r, void *arg, void (*drop)(void *arg))
+{
+    if (r)
+        r->drop = drop;
+    else
+        drop(arg); /* nothing was sent (the client is closing) */
+}
+
+/* The callback will never run: give the caller's argument back. */
+static void req_drop(struct kube_req *r)
+{
+    void (*drop)(void *) = r->drop;
+
+    r->drop = NULL;
+    if (drop)
+        drop(r->arg);
+}
+
 void kube_cancel(struct kube_client *k, struct kube_req *r)
 {
     if (r == NULL || r->cancelled)
         return;
     r->cancelled = 1;
+    if (r->state == REQ_ACTIVE || r->state == REQ_PENDING)
+        req_drop(r);
     if (r->state == REQ_PENDING) {
         unlink_req(&k->pending, r);
         k->stats.queued--;
@@ -724,11 +745,13 @@ void kube_client_close(struct kube_client *k, void (*cb)(void *arg), void *arg)
     k->close_arg = arg;
     while ((r = k->pending) != NULL) {
         unlink_req(&k->pending, r);
+        req_drop(r);
         req_free(r);
     }
     while ((r = k->active) != NULL) {
         curl_multi_remove_handle(k->multi, r->easy);
         unlink_req(&k->active, r);
+        req_drop(r);
         req_free(r);
     }
     while ((r = k->reap) != NULL) {
@@ -862,6 +885,14 @@ struct modify {
     int attempts;
 };
 
+static void modify_drop(void *arg)
+{
+    struct modify *m = arg;
+
+    free(m->path);
+    free(m);
+}
+
 static void modify_get(struct modify *m);
 
 static void modify_put_done(void *arg, const struct kube_response *res)
@@ -899,7 +930,7 @@ static void modify_got(void *arg, const struct kube_response *res)
         free(m);
         return;
     }
-    kube_update(m->k, m->path, res->body, modify_put_done, m);
+    kube_own(kube_update(m->k, m->path, res->body, modify_put_done, m), m, modify_drop);
 }
 
 static void modify_get(struct modify *m)
@@ -911,7 +942,7 @@ static void modify_get(struct modify *m)
         o.delay_ms = base / 2 + rand() % (base / 2 + 1);
     }
     m->attempts++;
-    kube_request(m->k, &o, modify_got, m);
+    kube_own(kube_request(m->k, &o, modify_got, m), m, modify_drop);
 }
 
 void kube_modify(struct kube_client *k, const char *path, kube_mutate_cb mutate, kube_response_cb done, void *arg)

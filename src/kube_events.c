@@ -90,6 +90,15 @@ static void posted(void *arg, const struct kube_response *res)
     free(p);
 }
 
+/* The request was cancelled (the client closed): only the context goes. */
+static void post_drop(void *arg)
+{
+    struct post_ctx *p = arg;
+
+    free(p->key);
+    free(p);
+}
+
 static void patch_count(struct kube_events *e, int slot)
 {
     struct seen_event *s = &e->slots[slot];
@@ -106,7 +115,7 @@ static void patch_count(struct kube_events *e, int slot)
     p->slot = slot;
     p->key = xstrdup(s->key);
     s->busy = 1;
-    kube_patch(e->k, path, KUBE_PATCH_MERGE, patch, posted, p);
+    kube_own(kube_patch(e->k, path, KUBE_PATCH_MERGE, patch, posted, p), p, post_drop);
     json_decref(patch);
     free(path);
 }
@@ -185,7 +194,7 @@ void kube_events_post(struct kube_events *e, const json_t *involved, const char 
         p->slot = free_slot;
         p->key = xstrdup(s->key);
         if (ev)
-            kube_create(e->k, coll, ev, posted, p);
+            kube_own(kube_create(e->k, coll, ev, posted, p), p, post_drop);
         else {
             s->busy = 0;
             free(p->key);

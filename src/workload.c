@@ -275,7 +275,7 @@ static void report(struct workload_mgr *m, struct workload *w)
         struct status_write *sw = xcalloc(1, sizeof(*sw));
         sw->m = m;
         snprintf(sw->key, sizeof(sw->key), "%s", w->key);
-        kube_patch(m->k, path, KUBE_PATCH_MERGE, patch, status_written, sw);
+        kube_own(kube_patch(m->k, path, KUBE_PATCH_MERGE, patch, status_written, sw), sw, free);
         json_decref(patch);
         free(path);
         free(w->status_written);
@@ -314,6 +314,15 @@ static void reconcile_done(struct workload_mgr *m, struct workload *w, int ok)
         }
     }
     arm(m);
+}
+
+/* A request of the op was cancelled (the client closed at shutdown). */
+static void op_drop(void *arg)
+{
+    struct op *o = arg;
+
+    if (--o->pending == 0)
+        free(o);
 }
 
 static void op_done(void *arg, const struct kube_response *res)
@@ -437,7 +446,7 @@ static void reconcile(struct workload_mgr *m, struct workload *w)
             started++;
             if (w->started_at == 0)
                 w->started_at = time_wall();
-            kube_create(m->k, path, d[i].body, op_done, o);
+            kube_own(kube_create(m->k, path, d[i].body, op_done, o), o, op_drop);
             free(path);
             continue;
         }
@@ -469,14 +478,15 @@ static void reconcile(struct workload_mgr *m, struct workload *w)
                     o->what = "delete";
                     o->pending++;
                     started++;
-                    kube_delete(m->k, path, 0, "Background", meta(cur, "uid"), NULL, op_done, o);
+                    kube_own(kube_delete(m->k, path, 0, "Background", meta(cur, "uid"), NULL, op_done, o), o,
+                             op_drop);
                 }
             } else {
                 json_t *upd = merged(cur, d[i].body, d[i].plural);
                 o->what = "update";
                 o->pending++;
                 started++;
-                kube_update(m->k, path, upd, op_done, o);
+                kube_own(kube_update(m->k, path, upd, op_done, o), o, op_drop);
                 json_decref(upd);
             }
             free(path);
@@ -829,6 +839,15 @@ static void job_sweep_step(struct job_sweep *js, const struct kube_response *res
     }
 }
 
+/* Cancelled at shutdown: the sweep's state goes without reporting. */
+static void job_sweep_drop(void *arg)
+{
+    struct job_sweep *js = arg;
+
+    if (--js->pending == 0)
+        free(js);
+}
+
 static void job_deleted(void *arg, const struct kube_response *res)
 {
     job_sweep_step(arg, res);
@@ -867,7 +886,8 @@ static void jobs_listed(void *arg, const struct kube_response *res)
         path = kube_path("batch", "v1", ns, "jobs", name, NULL);
         js->pending++;
         log_info("workloads", "removing Job %s/%s of a stopped CronJob", ns, name);
-        kube_delete(js->m->k, path, 0, "Background", meta(job, "uid"), NULL, job_deleted, js);
+        kube_own(kube_delete(js->m->k, path, 0, "Background", meta(job, "uid"), NULL, job_deleted, js), js,
+                 job_sweep_drop);
         free(path);
     }
     job_sweep_step(js, NULL);
@@ -903,7 +923,7 @@ static int stop_object(struct workload_mgr *m, enum obj_kind kind, json_t *obj, 
             js->status = 200;
             js->cb = cb;
             js->arg = arg;
-            kube_get(m->k, jobs, jobs_listed, js);
+            kube_own(kube_get(m->k, jobs, jobs_listed, js), js, job_sweep_drop);
             free(jobs);
             n++;
         }

@@ -102,8 +102,9 @@ struct kube_request_opts {
 
 struct kube_client *kube_client_new(uv_loop_t *loop, const struct kube_config *cfg,
                                     const struct kube_client_opts *opts, char *err, size_t errlen);
-/* Cancels every request (their callbacks do not run), closes every handle
- * and frees the client; cb runs when the last handle is closed. */
+/* Cancels every request (their callbacks do not run; see kube_own),
+ * closes every handle and frees the client; cb runs when the last handle
+ * is closed. */
 void kube_client_close(struct kube_client *k, void (*cb)(void *arg), void *arg);
 
 /* Starts a request; cb runs exactly once unless the request is cancelled.
@@ -120,6 +121,10 @@ char *kube_path(const char *group, const char *version, const char *ns, const ch
 void kube_query_escape(struct buf *b, const char *value);
 
 /* Convenience calls over kube_request. */
+/* For a request whose argument belongs to it: drop(arg) runs instead of the
+ * callback if the request is cancelled (kube_cancel, kube_client_close),
+ * or at once when r is NULL (the client was closing; nothing was sent). */
+void kube_own(struct kube_req *r, void *arg, void (*drop)(void *arg));
 struct kube_req *kube_get(struct kube_client *k, const char *path, kube_response_cb cb, void *arg);
 struct kube_req *kube_create(struct kube_client *k, const char *collection, const json_t *obj,
                              kube_response_cb cb, void *arg);

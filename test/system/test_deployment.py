@@ -332,7 +332,7 @@ spec: {image: busybox, schedule: "0 * * * *", script: {commands: [date]}}
         assert "forbidden" not in ctl.log().lower(), ctl.log()[-3000:]
         if token:  # it reached the binary from the chart's Secret through the env
             assert ctl.get("/api/workloads")[0] == 401
-        assert ctl.terminate() == 0
+        assert ctl.terminate() == 0, ctl.log()[-4000:]
         assert "released the lease" in ctl.log()
         assert ("workloadHandover stop" in ctl.log()) == stop_mode
         if stop_mode:  # the stop path ran with the same rights

@@ -291,6 +291,86 @@ static void test_connection_refused_retried_then_reported(void **state)
     assert_string_equal(r.reason, "TransportError");
 }
 
+/* kube_own: a request's argument comes back through drop when the request
+ * is cancelled or the client closes, never also through the callback. */
+struct owned {
+    int drops, callbacks;
+    struct kube_client *k;
+    struct kube_req *cancel_me;
+    struct peer *p;
+};
+
+static int drops_seen;
+
+static void count_drop(void *arg)
+{
+    (void)arg;
+    drops_seen++;
+}
+
+static void never_called(void *arg, const struct kube_response *res)
+{
+    struct owned *o = arg;
+    (void)res;
+    o->callbacks++;
+}
+
+static void close_soon(uv_timer_t *t)
+{
+    struct owned *o = t->data;
+
+    kube_cancel(o->k, o->cancel_me);
+    assert_int_equal(drops_seen, 1);
+    kube_client_close(o->k, client_closed, o->p);
+    uv_close((uv_handle_t *)t, NULL);
+}
+
+static void test_owned_args_dropped(void **state)
+{
+    uv_loop_t loop;
+    uv_timer_t t;
+    struct kube_config cfg;
+    struct peer p;
+    struct owned o;
+    char err[200], server[64];
+    struct kube_request_opts silent = {.method = "GET", .path = "/slow", .timeout_ms = 10000};
+    struct kube_request_opts later = {.method = "GET", .path = "/later", .delay_ms = 60000};
+    (void)state;
+
+    memset(&p, 0, sizeof(p));
+    memset(&o, 0, sizeof(o));
+    memset(&cfg, 0, sizeof(cfg));
+    drops_seen = 0;
+    uv_loop_init(&loop);
+    {
+        static const char *const never[] = {NULL};
+        p.script = never; /* it never answers */
+        p.nscript = 1;
+    }
+    peer_start(&loop, &p);
+    snprintf(server, sizeof(server), "http://127.0.0.1:%d", p.port);
+    cfg.server = server;
+    o.k = kube_client_new(&loop, &cfg, NULL, err, sizeof(err));
+    o.p = &p;
+    assert_non_null(o.k);
+    o.cancel_me = kube_request(o.k, &silent, never_called, &o);
+    kube_own(o.cancel_me, &o, count_drop);
+    kube_own(kube_request(o.k, &silent, never_called, &o), &o, count_drop); /* in flight at close */
+    kube_own(kube_request(o.k, &later, never_called, &o), &o, count_drop);  /* queued at close */
+    kube_own(NULL, &o, count_drop);                                          /* nothing was sent */
+    assert_int_equal(drops_seen, 1);
+    drops_seen = 0;
+    uv_timer_init(&loop, &t);
+    t.data = &o;
+    uv_timer_start(&t, close_soon, 100, 0);
+    uv_run(&loop, UV_RUN_DEFAULT);
+    uv_walk(&loop, close_walk, NULL);
+    uv_run(&loop, UV_RUN_DEFAULT);
+    assert_int_equal(uv_loop_close(&loop), 0);
+    assert_int_equal(drops_seen, 3);
+    assert_int_equal(o.callbacks, 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -299,6 +379,7 @@ int main(void)
         cmocka_unit_test(test_timeout),
         cmocka_unit_test(test_hostile_bodies),
         cmocka_unit_test(test_connection_refused_retried_then_reported),
+        cmocka_unit_test(test_owned_args_dropped),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
