@@ -324,54 +324,41 @@ static void send_members(struct redis_backend *rb)
     }
 }
 
+/* Sends an acquire or renew script; its membership write follows it. */
+static void send_record_script(struct redis_backend *rb, enum lease_op op, redis_reply_cb reply, int argc,
+                               const char **argv)
+{
+    if (redis_conn_command(&rb->cmd, reply, NULL, argc, argv, NULL) != 0)
+        report_error(rb, op, "not connected");
+    else
+        send_members(rb);
+}
+
 static void rb_acquire(struct lease_backend *b, uint64_t min_token)
 {
     struct redis_backend *rb = rb_of(b);
     char now_iso[40], exp_iso[40], ttl_ms[24], ttl_ns[32], floor[24];
-    const char *argv[12];
 
     record_times(rb, now_iso, exp_iso, ttl_ms, ttl_ns);
     snprintf(floor, sizeof(floor), "%llu", (unsigned long long)min_token);
-    argv[0] = "EVAL";
-    argv[1] = acquire_lua;
-    argv[2] = "2";
-    argv[3] = rb->key;
-    argv[4] = rb->epoch_key;
-    argv[5] = rb->cfg->id;
-    argv[6] = rb->cfg->cluster_name;
-    argv[7] = ttl_ms;
-    argv[8] = now_iso;
-    argv[9] = exp_iso;
-    argv[10] = ttl_ns;
-    argv[11] = floor;
-    if (redis_conn_command(&rb->cmd, acquire_reply, NULL, 12, argv, NULL) != 0)
-        report_error(rb, LEASE_OP_ACQUIRE, "not connected");
-    else
-        send_members(rb);
+    {
+        const char *argv[] = {"EVAL", acquire_lua, "2", rb->key, rb->epoch_key, rb->cfg->id,
+                              rb->cfg->cluster_name, ttl_ms, now_iso, exp_iso, ttl_ns, floor};
+        send_record_script(rb, LEASE_OP_ACQUIRE, acquire_reply, (int)ARRAY_SIZE(argv), argv);
+    }
 }
 
 static void rb_renew(struct lease_backend *b, uint64_t token)
 {
     struct redis_backend *rb = rb_of(b);
     char now_iso[40], exp_iso[40], ttl_ms[24], ttl_ns[32], tok[24];
-    const char *argv[10];
 
     record_times(rb, now_iso, exp_iso, ttl_ms, ttl_ns);
     snprintf(tok, sizeof(tok), "%llu", (unsigned long long)token);
-    argv[0] = "EVAL";
-    argv[1] = renew_lua;
-    argv[2] = "1";
-    argv[3] = rb->key;
-    argv[4] = rb->cfg->id;
-    argv[5] = tok;
-    argv[6] = ttl_ms;
-    argv[7] = now_iso;
-    argv[8] = exp_iso;
-    argv[9] = ttl_ns;
-    if (redis_conn_command(&rb->cmd, renew_reply, NULL, 10, argv, NULL) != 0)
-        report_error(rb, LEASE_OP_RENEW, "not connected");
-    else
-        send_members(rb);
+    {
+        const char *argv[] = {"EVAL", renew_lua, "1", rb->key, rb->cfg->id, tok, ttl_ms, now_iso, exp_iso, ttl_ns};
+        send_record_script(rb, LEASE_OP_RENEW, renew_reply, (int)ARRAY_SIZE(argv), argv);
+    }
 }
 
 static void rb_release(struct lease_backend *b, uint64_t token)
