@@ -315,6 +315,22 @@ static size_t on_write(char *data, size_t size, size_t n, void *userp)
     return len;
 }
 
+
+/* One TLS item: PEM data from the kubeconfig (curl reads it in place; the
+ * config outlives the request) or a file; type_opt 0 when there is none. */
+static void set_pem(CURL *e, const struct buf *data, const char *file, CURLoption blob_opt, CURLoption file_opt,
+                    CURLoption type_opt)
+{
+    if (data->len) {
+        struct curl_blob b = {data->data, data->len, CURL_BLOB_NOCOPY};
+        curl_easy_setopt(e, blob_opt, &b);
+        if (type_opt)
+            curl_easy_setopt(e, type_opt, "PEM");
+    } else if (file) {
+        curl_easy_setopt(e, file_opt, file);
+    }
+}
+
 static int start_req(struct kube_client *k, struct kube_req *r)
 {
     struct buf url, auth;
@@ -350,26 +366,9 @@ static int start_req(struct kube_client *k, struct kube_req *r)
         curl_easy_setopt(e, CURLOPT_SSL_VERIFYPEER, 0L);
         curl_easy_setopt(e, CURLOPT_SSL_VERIFYHOST, 0L);
     }
-    if (k->cfg.ca_data.len) {
-        struct curl_blob b = {k->cfg.ca_data.data, k->cfg.ca_data.len, CURL_BLOB_NOCOPY};
-        curl_easy_setopt(e, CURLOPT_CAINFO_BLOB, &b);
-    } else if (k->cfg.ca_file) {
-        curl_easy_setopt(e, CURLOPT_CAINFO, k->cfg.ca_file);
-    }
-    if (k->cfg.cert_data.len) {
-        struct curl_blob b = {k->cfg.cert_data.data, k->cfg.cert_data.len, CURL_BLOB_NOCOPY};
-        curl_easy_setopt(e, CURLOPT_SSLCERT_BLOB, &b);
-        curl_easy_setopt(e, CURLOPT_SSLCERTTYPE, "PEM");
-    } else if (k->cfg.cert_file) {
-        curl_easy_setopt(e, CURLOPT_SSLCERT, k->cfg.cert_file);
-    }
-    if (k->cfg.key_data.len) {
-        struct curl_blob b = {k->cfg.key_data.data, k->cfg.key_data.len, CURL_BLOB_NOCOPY};
-        curl_easy_setopt(e, CURLOPT_SSLKEY_BLOB, &b);
-        curl_easy_setopt(e, CURLOPT_SSLKEYTYPE, "PEM");
-    } else if (k->cfg.key_file) {
-        curl_easy_setopt(e, CURLOPT_SSLKEY, k->cfg.key_file);
-    }
+    set_pem(e, &k->cfg.ca_data, k->cfg.ca_file, CURLOPT_CAINFO_BLOB, CURLOPT_CAINFO, 0);
+    set_pem(e, &k->cfg.cert_data, k->cfg.cert_file, CURLOPT_SSLCERT_BLOB, CURLOPT_SSLCERT, CURLOPT_SSLCERTTYPE);
+    set_pem(e, &k->cfg.key_data, k->cfg.key_file, CURLOPT_SSLKEY_BLOB, CURLOPT_SSLKEY, CURLOPT_SSLKEYTYPE);
     r->headers = curl_slist_append(NULL, "Accept: application/json");
     if (r->body) {
         const char *ct = "Content-Type: application/json";
