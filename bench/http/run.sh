@@ -19,7 +19,13 @@ until curl -sf "http://127.0.0.1:$port/healthz" >/dev/null; do
 done
 sleep 1
 idle_kb=$(awk '/^VmRSS:/ {print $2}' /proc/$pid/status)
-echo "idle RSS: $((idle_kb / 1024)).$(( (idle_kb % 1024) * 10 / 1024 )) MiB ($idle_kb KiB)"
+anon_kb=$(awk '/^RssAnon:/ {print $2}' /proc/$pid/status)
+file_kb=$(awk '/^RssFile:/ {print $2}' /proc/$pid/status)
+# RssFile is shared library code mapped in; how much of it counts depends
+# on the page cache (the kernel maps cached neighbours of a faulted page),
+# so the process's own memory is RssAnon.
+echo "idle RSS: $((idle_kb / 1024)).$(( (idle_kb % 1024) * 10 / 1024 )) MiB ($idle_kb KiB:" \
+     "anonymous $anon_kb KiB, shared-library file pages $file_kb KiB)"
 for path in /healthz /metrics; do
     out=$(taskset -c 1 wrk -t1 -c100 -d"${secs}s" --latency "http://127.0.0.1:$port$path")
     rps=$(echo "$out" | awk '/^Requests\/sec:/ {print $2}')
