@@ -105,7 +105,8 @@ function renderStatus(s, store) {
     ["Name", s.clusterName],
     ["Health", s.clusterHealth],
     ["Ready for traffic", yesNo(s.readyForTraffic)],
-    ["Uptime", duration((Date.now() - Date.parse(s.startTime)) / 1000)],
+    ["Uptime", el("span", {class: "uptime", "data-since": s.startTime},
+                  duration((Date.now() - Date.parse(s.startTime)) / 1000))],
     ["Version", s.version],
   ]);
   fillList($("store"), [
@@ -141,7 +142,9 @@ function renderPods(pods) {
   $("pod-count").textContent = "(" + pods.length + ")";
   const rows = pods.map((p) => clickable(el("tr", {"data-name": p.name},
     el("td", {}, text(p.name)), el("td", {}, text(p.namespace)), el("td", {}, text(p.phase)),
-    el("td", {}, text(p.node)), el("td", {}, p.createdAt ? age(p.createdAt) : "—"), el("td", {}, text(p.leaderId)),
+    el("td", {}, text(p.node)),
+    p.createdAt ? el("td", {class: "age", "data-since": p.createdAt}, age(p.createdAt)) : el("td", {}, "—"),
+    el("td", {}, text(p.leaderId)),
     el("td", {}, text(p.cluster))), "Pod " + p.namespace + "/" + p.name, p));
   if (!rows.length) rows.push(el("tr", {}, el("td", {colspan: "7", class: "empty"}, "no managed pods")));
   document.querySelector("#pods tbody").replaceChildren(...rows);
@@ -153,6 +156,14 @@ function renderTimeline(history) {
     (e.reason ? " — " + e.reason : "")));
   if (!items.length) items.push(el("li", {class: "empty"}, "no transitions seen yet"));
   $("timeline").replaceChildren(...items);
+}
+
+// Moves the values that change by themselves, without rebuilding the page.
+function tick() {
+  for (const e of document.querySelectorAll(".uptime[data-since]"))
+    e.textContent = duration((Date.now() - Date.parse(e.dataset.since)) / 1000);
+  for (const e of document.querySelectorAll(".age[data-since]"))
+    e.textContent = age(e.dataset.since);
 }
 
 function render(d) {
@@ -186,7 +197,7 @@ async function poll() {
       $("login").hidden = false;
     } else if (res.status === 304 && last) {
       setOffline(false);
-      render(last);   // unchanged data; uptime and ages still move
+      tick();   // unchanged data (the page keeps its focus); uptime and ages still move
     } else if (res.ok) {
       const doc = await res.json();
       etag = res.headers.get("ETag");

@@ -88,6 +88,11 @@ try {
     await leader.locator("#timeline li[data-event=acquired]").first().waitFor({ timeout: 5000 });
     await leader.locator('#workloads tr[data-name="dash-proc"]').waitFor({ timeout: 30000 });
     await leader.locator('#pods tr[data-name="dash-proc-pod"]').waitFor({ timeout: 30000 });
+    // Uptime moves by itself, between data changes too (the page ticks it).
+    const up1 = await dd(leader, "cluster", "Uptime");
+    await leader.waitForTimeout(2200);
+    const up2 = await dd(leader, "cluster", "Uptime");
+    assert.notEqual(up1, up2);
     await leader.screenshot({ path: `${OUT}/leader.png`, fullPage: true });
   });
 
