@@ -139,6 +139,31 @@ try {
     await leader.screenshot({ path: `${OUT}/hostile.png`, fullPage: true });
   });
 
+  await run("a pod name containing <script> rendered as text", async () => {
+    // Kubernetes rejects such names, so the real controller cannot list one:
+    // the browser gets the leader's real answer with one pod renamed.
+    const page = await (await browser.newContext()).newPage();
+    page.on("pageerror", (e) => consoleErrors.push(String(e)));
+    const evil = "<script>window.__pwned=4</script><img src=x onerror=window.__pwned=5>";
+    await page.route("**/api/dashboard", async (route) => {
+      const res = await route.fetch({ headers: { ...route.request().headers(), "if-none-match": "" } });
+      const doc = await res.json();
+      doc.data.pods[0].name = evil;
+      doc.data.pods[0].node = "<b>bold</b>";
+      await route.fulfill({ status: 200, contentType: "application/json", body: JSON.stringify(doc) });
+    });
+    await page.goto(env.LEADER_URL + "/");
+    const cell = page.locator("#pods tbody tr").first().locator("td").first();
+    await cell.waitFor({ timeout: 5000 });
+    await until("the hostile name shown", async () => (await cell.textContent()) === evil, 5000);
+    assert.equal(await page.evaluate(() => window.__pwned), undefined);
+    assert.equal(await page.locator("#pods img, #pods script, #pods b").count(), 0);
+    await page.locator("#pods tbody tr").first().click();
+    assert.equal(JSON.parse(await page.locator("#details-body").textContent()).name, evil);
+    await page.screenshot({ path: `${OUT}/hostile-pod.png` });
+    await page.context().close();
+  });
+
   await run("live update without reload", async () => {
     // A new resource: the time from the API knowing it to the page showing
     // it must stay under 2 s, in the same document (no reload).

@@ -52,7 +52,7 @@ def test_dashboard_in_browser(kube, controller_factory):
                            capture_output=True, timeout=240)
         print(p.stdout.decode())
         assert p.returncode == 0, p.stdout.decode() + p.stderr.decode()
-        for shot in ("leader", "follower", "workload-details", "hostile", "unreachable", "mobile"):
+        for shot in ("leader", "follower", "workload-details", "hostile", "hostile-pod", "unreachable", "mobile"):
             assert os.path.getsize(os.path.join(out_dir, shot + ".png")) > 1000, shot
         assert first.proc.poll() is None and second.proc.poll() is None
     finally:
