@@ -69,7 +69,9 @@ struct workload {
     int restarts;
     int pod_deleting;
     char hash[24];
-    char *status_written;                /* last status JSON written to the CR */
+    char *status_written;                /* last status JSON sent to the CR */
+    char *status_pending;                /* newer status, sent when the write in flight ends */
+    int status_inflight;                 /* one status write at a time: two could land out of order */
     double started_at;
     int reported_start;
 };
@@ -201,23 +203,55 @@ struct status_write {
     char key[400];
 };
 
+static void send_status(struct workload_mgr *m, struct workload *w, char *text);
+
 /* A failed status write is forgotten, so the next report writes again,
- * and the workload is looked at again shortly. */
+ * and the workload is looked at again shortly.  A newer status computed
+ * while this one was in flight goes out now: never two writes at once,
+ * since the API server may apply concurrent ones in either order. */
 static void status_written(void *arg, const struct kube_response *res)
 {
     struct status_write *sw = arg;
-    struct workload *w;
+    struct workload *w = sw->m->stopping ? NULL : find(sw->m, sw->key);
+    int failed = res->status < 200 || res->status >= 300;
 
-    if (res->status < 200 || res->status >= 300) {
+    if (failed)
         log_warn("workloads", "%s: status update failed: %s", sw->key, res->err.message);
-        if (!sw->m->stopping && (w = find(sw->m, sw->key)) != NULL) {
+    if (w != NULL) {
+        w->status_inflight = 0;
+        if (failed) {
             free(w->status_written);
             w->status_written = NULL;
-            if (res->status != 404)
-                enqueue(sw->m, w, 1000);
+        }
+        if (w->status_pending) {
+            char *text = w->status_pending;
+            w->status_pending = NULL;
+            if (sw->m->leading && lease_check(sw->m->lease))
+                send_status(sw->m, w, text);
+            else
+                free(text); /* no longer ours to write */
+        } else if (failed && res->status != 404) {
+            enqueue(sw->m, w, 1000);
         }
     }
     free(sw);
+}
+
+/* Sends the status (JSON text, owned) to the resource's status subresource. */
+static void send_status(struct workload_mgr *m, struct workload *w, char *text)
+{
+    char *path = kube_path("highlander.plexobject.io", "v1", w->ns, cr_plurals[w->type], w->name, "status");
+    json_t *patch = json_pack("{s:o}", "status", json_loads(text, 0, NULL));
+    struct status_write *sw = xcalloc(1, sizeof(*sw));
+
+    sw->m = m;
+    snprintf(sw->key, sizeof(sw->key), "%s", w->key);
+    w->status_inflight = 1;
+    kube_own(kube_patch(m->k, path, KUBE_PATCH_MERGE, patch, status_written, sw), sw, free);
+    json_decref(patch);
+    free(path);
+    free(w->status_written);
+    w->status_written = text;
 }
 
 static void condition(json_t *arr, const char *type, int ok, const char *reason, const char *msg, double t)
@@ -237,6 +271,7 @@ static void report(struct workload_mgr *m, struct workload *w)
     const char *lv2[] = {w->name, w->ns};
     json_t *status, *conds;
     char *text, ts[40];
+    const char *latest;
 
     if (w->h.healthy != w->last_healthy || w->last_transition == 0) {
         w->last_healthy = w->h.healthy;
@@ -269,17 +304,14 @@ static void report(struct workload_mgr *m, struct workload *w)
                        "lastTransition", ts, "conditions", conds, "details", w->h.details ? w->h.details : json_null());
     text = json_dumps(status, JSON_COMPACT | JSON_SORT_KEYS);
     /* Write only on change (the transition time is part of it). */
-    if (text && (w->status_written == NULL || strcmp(text, w->status_written) != 0)) {
-        char *path = kube_path("highlander.plexobject.io", "v1", w->ns, cr_plurals[w->type], w->name, "status");
-        json_t *patch = json_pack("{s:O}", "status", status);
-        struct status_write *sw = xcalloc(1, sizeof(*sw));
-        sw->m = m;
-        snprintf(sw->key, sizeof(sw->key), "%s", w->key);
-        kube_own(kube_patch(m->k, path, KUBE_PATCH_MERGE, patch, status_written, sw), sw, free);
-        json_decref(patch);
-        free(path);
-        free(w->status_written);
-        w->status_written = text;
+    latest = w->status_pending ? w->status_pending : w->status_written;
+    if (text && (latest == NULL || strcmp(text, latest) != 0)) {
+        if (w->status_inflight) {
+            free(w->status_pending);
+            w->status_pending = text;
+        } else {
+            send_status(m, w, text);
+        }
         text = NULL;
     }
     free(text);
@@ -591,6 +623,7 @@ static void free_workload(struct workload *w)
     json_decref(w->h.details);
     free(w->last_error);
     free(w->status_written);
+    free(w->status_pending);
     free(w);
 }
 

@@ -274,7 +274,12 @@ def test_custom_resources(setup):
     leader = cl.wait_one_leader(timeout=15)
     kube.kubectl("apply", "-f", "-", input=CRS.format(ns=ns).encode())
     for kind, name in (("wlp", "cr-proc"), ("wlc", "cr-cron"), ("wls", "cr-svc"), ("wlper", "cr-db")):
-        wait(lambda: get(kube, ns, kind, name).get("status", {}).get("healthy") is True, 60, name + " healthy")
+        try:
+            wait(lambda: get(kube, ns, kind, name).get("status", {}).get("healthy") is True, 60, name + " healthy")
+        except AssertionError as e:
+            raise AssertionError("%s\n--- status: %s\n--- objects:\n%s\n--- api: %s\n--- leader log:\n%s" % (
+                e, json.dumps(get(kube, ns, kind, name).get("status")), kube.kubectl("-n", ns, "get", "all"),
+                json.dumps(workloads(leader, ns).get(name)), leader.log()[-6000:]))
         st = get(kube, ns, kind, name)["status"]
         assert st["active"] is True and st["leaderId"] == leader.rid and st["fencingToken"] >= 1
         assert {c["type"]: c["status"] for c in st["conditions"]} == {"Ready": "True", "Degraded": "False"}
