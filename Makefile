@@ -107,7 +107,9 @@ clean:
 
 # ---- tests -----------------------------------------------------------------
 
-test:
+# On a fresh machine `make test` alone does all set-up: deps is idempotent
+# and quiet (about a second) when everything is installed.
+test: deps
 	@rm -f build/test-results.txt
 	@$(MAKE) --no-print-directory test-unit test-unit-asan test-unit-valgrind test-system \
 		test-system-asan fuzz-check
