@@ -26,6 +26,8 @@ class RedisServer:
     def start(self):
         exe = shutil.which("redis-server")
         assert exe, "redis-server is required: make deps"
+        # A second start would lose the first process (it would leak on stop).
+        assert self.proc is None or self.proc.poll() is not None, "redis-server already running"
         self.log = open(os.path.join(self.dir, "log"), "ab")
         self.proc = subprocess.Popen([exe, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
                                       "--appendonly", "no", "--dir", self.dir] + self.extra,

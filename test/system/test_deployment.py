@@ -17,7 +17,7 @@ import time
 
 import pytest
 
-from conftest import BIN, ROOT, Controller, free_port
+from conftest import BIN, ROOT, free_port
 from lease_helpers import RedisServer
 
 pytestmark = pytest.mark.cluster
@@ -226,7 +226,7 @@ def pod_env(container, secrets, pod_name, namespace, external_secrets=False):
     return env
 
 
-def run_as_pod(kube, objs, tmp_path, pod_name, edit_config=None):
+def run_as_pod(kube, objs, tmp_path, pod_name, factory, edit_config=None):
     """Starts the binary the way the kubelet would run the Deployment in
     objs: its args and env, each volume bind-mounted read-only at its
     mountPath, the service account's token at the standard path, the pod's
@@ -284,7 +284,9 @@ def run_as_pod(kube, objs, tmp_path, pod_name, edit_config=None):
     wrap = ["unshare", "--mount", "--propagation", "private", "sh", "-c", "\n".join(script), "pod"]
     http_port = [p["containerPort"] for p in c["ports"] if p["name"] == "http"][0]
     try:
-        ctl = Controller(args=c.get("args", []), env=env, port=http_port, wrap=wrap, exact_env=True, wait=False)
+        # Made through the test's controller_factory, so it is killed even
+        # if the test fails before its own clean-up.
+        ctl = factory(args=c.get("args", []), env=env, port=http_port, wrap=wrap, exact_env=True, wait=False)
     except Exception:
         for d in made:
             shutil.rmtree(d, ignore_errors=True)
@@ -357,9 +359,8 @@ def get_pod_gone(kube, ns, pod):
     return False
 
 
-def test_rendered_chart_deployment_runs(kube, tmp_path):
+def test_rendered_chart_deployment_runs(kube, tmp_path, controller_factory):
     redis = RedisServer()
-    redis.start()
     ns = "hl-chart-run"
     kube.kubectl("create", "namespace", ns, check=False)
     port = free_port()
@@ -370,17 +371,16 @@ def test_rendered_chart_deployment_runs(kube, tmp_path):
     kube.kubectl("apply", "-n", ns, "-f", "-", input=rendered.encode())  # service account, RBAC, ...
     objs = as_json(kube, rendered)
     try:
-        ctl = run_as_pod(kube, objs, tmp_path, "pod-chart-run")
+        ctl = run_as_pod(kube, objs, tmp_path, "pod-chart-run", controller_factory)
         check_pod_run(kube, ctl, ns, "chart-run", token="s3cret", stop_mode=True)
     finally:
         redis.stop()
 
 
-def test_manifest_deployment_runs(kube, tmp_path):
+def test_manifest_deployment_runs(kube, tmp_path, controller_factory):
     """manifests/ as they are, but for the Redis address and port in the
     config map (no cluster DNS here), which the test points at its Redis."""
     redis = RedisServer()
-    redis.start()
     port = free_port()
     kube.kubectl("apply", "-f", os.path.join(MANIFESTS, "namespace.yaml"), "-f", os.path.join(MANIFESTS, "rbac.yaml"))
     objs = []
@@ -396,7 +396,7 @@ def test_manifest_deployment_runs(kube, tmp_path):
                 .replace("port: 8080", "port: %d" % port).replace("namespace: default", "namespace: highlander")
                 .replace("tenant: default", "tenant: manifest-run"))
     try:
-        ctl = run_as_pod(kube, objs, tmp_path, "pod-manifest-run", edit_config=edit)
+        ctl = run_as_pod(kube, objs, tmp_path, "pod-manifest-run", controller_factory, edit_config=edit)
         check_pod_run(kube, ctl, "highlander", "manifest-run")
     finally:
         redis.stop()
