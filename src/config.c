@@ -293,8 +293,14 @@ static void apply_file(struct merged *m, const struct config_file *f, struct con
     if (f->crd_namespaces_count) {
         struct buf b;
         buf_init(&b);
-        for (unsigned i = 0; i < f->crd_namespaces_count; i++)
-            buf_printf(&b, "%s%s", i ? "," : "", f->crd_namespaces[i] ? f->crd_namespaces[i] : "");
+        for (unsigned i = 0; i < f->crd_namespaces_count; i++) {
+            const char *ns = f->crd_namespaces[i] ? f->crd_namespaces[i] : "";
+            /* Joined with commas below, so a comma inside one would split it. */
+            if (strchr(ns, ','))
+                config_errors_add(errs, "crdNamespaces[%u]: \"%s\" is not a valid namespace name", i, ns);
+            else
+                buf_printf(&b, "%s%s", b.len ? "," : "", ns);
+        }
         set_value(m, S_CRD_NAMESPACES, b.data, "crdNamespaces");
         buf_free(&b);
     }

@@ -473,7 +473,7 @@ static void test_crd_namespaces(void **state)
     assert_int_equal(r.cfg->crd_namespaces_count, 1);
     assert_string_equal(r.cfg->crd_namespaces[0], "flag-a");
     done(&r);
-    file = write_yaml("crdns-bad.yaml", "crdNamespaces: [ok, \"Not_OK\", \"two words\"]\n");
+    file = write_yaml("crdns-bad.yaml", "crdNamespaces: [ok, \"Not_OK\", \"two words\", \"x,y\"]\n");
     {
         const char *args_bad[] = {"--config", file, NULL};
         load(&r, args_bad, NULL);
@@ -481,6 +481,7 @@ static void test_crd_namespaces(void **state)
     assert_int_equal(r.rc, -1);
     assert_error(&r, "crdNamespaces: \"Not_OK\" is not a valid namespace name");
     assert_error(&r, "crdNamespaces: \"two words\" is not a valid namespace name");
+    assert_error(&r, "crdNamespaces[3]: \"x,y\" is not a valid namespace name");
     done(&r);
 }
 
