@@ -38,6 +38,9 @@ static const char *const cr_kinds[WORKLOAD_TYPE_COUNT] = {"WorkloadProcess", "Wo
                                                           "WorkloadPersistent"};
 
 enum obj_kind { OBJ_PODS, OBJ_CRONJOBS, OBJ_DEPLOYMENTS, OBJ_STATEFULSETS, OBJ_SERVICES, OBJ_COUNT };
+/* The object that runs each workload type (the one stopped on handover). */
+static const enum obj_kind top_kind[WORKLOAD_TYPE_COUNT] = {OBJ_PODS, OBJ_CRONJOBS, OBJ_DEPLOYMENTS,
+                                                           OBJ_STATEFULSETS};
 static const struct {
     const char *group, *version, *plural;
 } obj_types[OBJ_COUNT] = {
@@ -1012,20 +1015,18 @@ static void drain_work(struct workload_mgr *m, void (*done)(void *), void *done_
     d->done_arg = done_arg;
     d->pending = 1; /* released after the loop */
     for (struct workload *w = m->list; w; w = w->next) {
-        static const enum obj_kind top[WORKLOAD_TYPE_COUNT] = {OBJ_PODS, OBJ_CRONJOBS, OBJ_DEPLOYMENTS,
-                                                               OBJ_STATEFULSETS};
         char name[300];
         json_t *obj;
 
         snprintf(name, sizeof(name), w->type == WORKLOAD_PROCESS ? "%s-pod" : "%s", w->name);
-        obj = informer_get(m->objs[top[w->type]], w->ns, name);
+        obj = informer_get(m->objs[top_kind[w->type]], w->ns, name);
         if (obj) {
             struct drain_one *one = xcalloc(1, sizeof(*one));
             one->d = d;
             one->type = w->type;
             snprintf(one->name, sizeof(one->name), "%s", w->name);
             one->start_ms = time_mono_ms();
-            one->pending = stop_object(m, top[w->type], obj, drain_step, one);
+            one->pending = stop_object(m, top_kind[w->type], obj, drain_step, one);
             if (one->pending == 0)
                 free(one);
             else
@@ -1056,7 +1057,6 @@ static void sweep_step(void *arg, const struct kube_response *res)
  */
 static void sweep_cb(uv_timer_t *t)
 {
-    static const enum obj_kind kinds[] = {OBJ_PODS, OBJ_CRONJOBS, OBJ_DEPLOYMENTS, OBJ_STATEFULSETS};
     struct workload_mgr *m = t->data;
     const char *cluster;
     uint64_t token;
@@ -1071,14 +1071,15 @@ static void sweep_cb(uv_timer_t *t)
     uv_timer_stop(t);
     if (m->cfg->handover == HANDOVER_ADOPT || cluster == NULL || strcmp(cluster, m->cfg->cluster_name) == 0)
         return;
-    for (size_t i = 0; i < sizeof(kinds) / sizeof(kinds[0]); i++) {
+    for (size_t i = 0; i < ARRAY_SIZE(top_kind); i++) {
+        enum obj_kind kind = top_kind[i];
         const char *key;
         json_t *obj;
-        json_object_foreach(informer_cache(m->objs[kinds[i]]), key, obj) {
+        json_object_foreach(informer_cache(m->objs[kind]), key, obj) {
             const char *tok = annotation(obj, ANN_TOKEN);
-            if (tok && strtoull(tok, NULL, 10) < token && stop_object(m, kinds[i], obj, sweep_step, NULL)) {
+            if (tok && strtoull(tok, NULL, 10) < token && stop_object(m, kind, obj, sweep_step, NULL)) {
                 log_info("workloads", "start-up: stopping %s %s (fencing token %s < %llu of the leader in cluster %s)",
-                         obj_types[kinds[i]].plural, key, tok, (unsigned long long)token, cluster);
+                         obj_types[kind].plural, key, tok, (unsigned long long)token, cluster);
                 stopped++;
             }
         }
