@@ -55,6 +55,11 @@ struct lease {
     int store_up;
     int store_was_up;
     int known;                  /* we know who leads (or that nobody does) */
+    /* the store instance (lease_backend_instance) and what we know of it */
+    char instance[160];
+    int instance_reported;      /* the backend reports instances at all */
+    int instance_trusted;       /* we saw a record on this instance */
+    uint64_t absent_since_ms;   /* first sight of an absent record we cannot vouch for */
     char holder_cluster[128];
     /* another replica's hold, as last read from the store */
     int other_known;
@@ -71,16 +76,6 @@ struct lease {
 
 static void on_tick(uv_timer_t *t);
 static void on_fence(uv_timer_t *t);
-
-const struct config *lease_config(const struct lease *l)
-{
-    return l->cfg;
-}
-
-uv_loop_t *lease_loop(const struct lease *l)
-{
-    return l->loop;
-}
 
 uint64_t lease_token(const struct lease *l)
 {
@@ -291,6 +286,31 @@ static void start_leading(struct lease *l, uint64_t token)
             l->subs[i].started(l->subs[i].ctx, l, token);
 }
 
+/*
+ * The floor of the next token: above every token this replica has seen
+ * and at least the wall clock in milliseconds.  A store that forgot its
+ * epoch is only taken over after one lease duration (the absent-record
+ * rule), so the wall clock has moved past every token handed out before
+ * the loss, as long as replicas' clocks agree within that duration.
+ */
+static uint64_t token_floor(const struct lease *l)
+{
+    double wall = time_wall();
+    uint64_t wall_ms = wall > 0 ? (uint64_t)(wall * 1000.0) : 0;
+
+    return l->max_seen_token > wall_ms ? l->max_seen_token : wall_ms;
+}
+
+/* What an acquire may do with an absent record (see lease.h). */
+static enum lease_take take_policy(const struct lease *l)
+{
+    if (l->absent_since_ms && time_mono_ms() >= l->absent_since_ms + (uint64_t)l->cfg->lease_duration_ms)
+        return LEASE_TAKE_ANY;
+    if (l->instance_trusted)
+        return LEASE_TAKE_IF_VOUCHED;
+    return LEASE_TAKE_NEVER;
+}
+
 static void send_op(struct lease *l, enum lease_op op)
 {
     l->in_flight = 1;
@@ -298,7 +318,7 @@ static void send_op(struct lease *l, enum lease_op op)
     l->op_sent_ns = time_mono_ns();
     switch (op) {
     case LEASE_OP_ACQUIRE:
-        l->backend->ops->acquire(l->backend, l->max_seen_token);
+        l->backend->ops->acquire(l->backend, token_floor(l), take_policy(l));
         break;
     case LEASE_OP_RENEW:
         l->backend->ops->renew(l->backend, l->token);
@@ -341,6 +361,34 @@ static void on_tick(uv_timer_t *t)
     }
     send_op(l, LEASE_OP_ACQUIRE);
     schedule(l, jittered_retry(l));
+}
+
+/* The store showed a record: this instance holds the lease data. */
+static void saw_record(struct lease *l)
+{
+    l->instance_trusted = 1;
+    l->absent_since_ms = 0;
+}
+
+/* The record is absent and cannot be taken yet: start (or keep) waiting
+ * one lease duration from the first such sight, and try again then. */
+static void saw_absent(struct lease *l, int vouched)
+{
+    uint64_t now = time_mono_ms();
+    uint64_t until;
+
+    if (vouched && l->instance_trusted)
+        return; /* free: the next acquire may take it */
+    if (l->absent_since_ms == 0) {
+        l->absent_since_ms = now;
+        log_warn("lease", "the lease record is absent and %s; not taking it for %lld ms (one lease duration)",
+                 !l->instance_trusted ? "this store instance was not seen holding it"
+                                      : "the store cannot show it was released or expired",
+                 (long long)l->cfg->lease_duration_ms);
+    }
+    until = l->absent_since_ms + (uint64_t)l->cfg->lease_duration_ms;
+    if (until > now && until - now < (uint64_t)l->cfg->retry_period_ms)
+        schedule(l, until - now);
 }
 
 static void count_db(struct lease *l, enum lease_op op, enum lease_result r, uint64_t sent_ns, const char *err)
@@ -393,13 +441,19 @@ void lease_backend_result(struct lease *l, enum lease_op op, enum lease_result r
     switch (op) {
     case LEASE_OP_ACQUIRE:
         if (r == LEASE_OK && l->state == LS_FOLLOWER) {
+            saw_record(l);
             start_leading(l, info->token);
             if (l->state == LS_LEADER)
                 schedule(l, (uint64_t)l->cfg->retry_period_ms);
             return;
         }
         metrics_add(l->m.failed_attempts, NULL, 1);
-        if (r == LEASE_HELD && info && info->holder) {
+        if (r == LEASE_ABSENT) {
+            l->known = 1;
+            set_holder(l, NULL, NULL, 0);
+            saw_absent(l, info ? info->vouched : 0);
+        } else if (r == LEASE_HELD && info && info->holder) {
+            saw_record(l);
             l->known = 1;
             l->other_seen_ms = time_mono_ms();
             set_holder(l, info->holder, info->holder_cluster, info->token);
@@ -414,6 +468,10 @@ void lease_backend_result(struct lease *l, enum lease_op op, enum lease_result r
     case LEASE_OP_OBSERVE:
         if (r == LEASE_OK) {
             l->known = 1;
+            if (info && info->holder)
+                saw_record(l);
+            else
+                saw_absent(l, info ? info->vouched : 0);
             set_holder(l, info ? info->holder : NULL, info ? info->holder_cluster : NULL, info ? info->token : 0);
             if (info && info->holder && strcmp(info->holder, l->cfg->id) != 0) {
                 l->other_seen_ms = time_mono_ms();
@@ -465,7 +523,7 @@ void lease_backend_store_state(struct lease *l, int connected, const char *reaso
         return;
     }
     log_info("lease", "store connected");
-    if (l->store_was_up && l->down_at_ms) {
+    if (!l->instance_reported && l->store_was_up && l->down_at_ms) {
         /* The store may have restarted empty or failed over while we were
          * away; a leader elsewhere may still believe it leads.  Wait out
          * one lease duration from when we lost contact before acquiring. */
@@ -475,6 +533,43 @@ void lease_backend_store_state(struct lease *l, int connected, const char *reaso
     }
     l->store_was_up = 1;
     schedule(l, 0);
+}
+
+void lease_backend_instance(struct lease *l, const char *id)
+{
+    l->instance_reported = 1;
+    if (id == NULL)
+        id = "";
+    if (strcmp(id, l->instance) == 0)
+        return;
+    if (l->instance[0])
+        log_warn("lease", "the store is a different instance now (%s, was %s): an absent record is not trusted "
+                 "until this instance is seen holding one", id, l->instance);
+    else
+        log_info("lease", "store instance %s", id);
+    snprintf(l->instance, sizeof(l->instance), "%s", id);
+    l->instance_trusted = 0;
+    l->absent_since_ms = 0;
+}
+
+int lease_note_token(struct lease *l, uint64_t token)
+{
+    if (token > l->max_seen_token)
+        l->max_seen_token = token;
+    return l->state == LS_LEADER && token > l->token;
+}
+
+void lease_resign(struct lease *l, const char *reason)
+{
+    if (l->state != LS_LEADER)
+        return;
+    stop_leading(l, reason, time_mono_ns(), LS_FOLLOWER);
+    if (l->store_up && !l->release_in_flight && l->backend->ops->release) {
+        l->release_in_flight = 1;
+        l->release_sent_ns = time_mono_ns();
+        l->backend->ops->release(l->backend, l->token);
+    }
+    schedule(l, jittered_retry(l));
 }
 
 void lease_backend_released(struct lease *l)

@@ -188,7 +188,7 @@ static void acquire_read(void *arg, const struct kube_response *res)
     }
 }
 
-static void kb_acquire(struct lease_backend *b, uint64_t min_token)
+static void kb_acquire(struct lease_backend *b, uint64_t min_token, enum lease_take take)
 {
     struct k8s_backend *kb = kb_of(b);
 

@@ -661,7 +661,7 @@ static void maybe_members(struct pg_backend *pb)
     }
 }
 
-static void pg_acquire(struct lease_backend *b, uint64_t min_token)
+static void pg_acquire(struct lease_backend *b, uint64_t min_token, enum lease_take take)
 {
     struct pg_backend *pb = pb_of(b);
 

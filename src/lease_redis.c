@@ -3,14 +3,23 @@
  *
  *   acquire  SET the lock only if absent, with PX = leaseDuration, after
  *            INCR of highlander-leader-epoch:<tenant> (raised above the
- *            highest token the caller has seen, so a store restarted empty
- *            still hands out larger tokens); when held, return the holder,
- *            its token and the remaining PTTL.
+ *            caller's floor: the highest token it has seen and the wall
+ *            clock, so a store restarted empty still hands out larger
+ *            tokens); when held, return the holder, its token and the
+ *            remaining PTTL.  An absent lock is taken only as the caller's
+ *            policy allows (enum lease_take): "vouched" means the state key
+ *            highlander-leader-state:<tenant> ("token|until ms|released",
+ *            server time, no expiry) shows the last lock was released or
+ *            has expired, rather than lost.
  *   renew    rewrite the lock with a fresh PX only if its "value" is our id
- *            and its token is ours.
- *   release  DEL only if ours, then PUBLISH on highlander-leader-events:<tenant>
- *            so followers try at once.
- *   observe  read the holder, token and PTTL.
+ *            and its token is ours; the state key follows.
+ *   release  DEL only if ours, mark the state key released, then PUBLISH
+ *            on highlander-leader-events:<tenant> so followers try at once.
+ *   observe  read the holder, token and PTTL (and the state when absent).
+ *
+ * A connection counts as up only after INFO answered: its run_id names
+ * the store instance (lease_backend_instance), so a restarted Redis or
+ * another master is known for what it is.
  *
  * The lock's value is the JSON object the Go controller writes ("value",
  * "clusterName", "createdAt", "updatedAt", "expiresAt", "ttl" in
@@ -31,7 +40,30 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* Shared by acquire and observe: is an absent lock a release or an expiry
+ * (1) or possibly a loss (0)?  Also returns the last token it names. */
+#define VOUCH_LUA \
+    "local function vouch(k)\n" \
+    "  local st = redis.call('GET', k)\n" \
+    "  if not st then return 0, '0' end\n" \
+    "  local tok, untl, rel = string.match(st, '^(%d+)|(%d+)|(%d)$')\n" \
+    "  if not tok then return 0, '0' end\n" \
+    "  local t = redis.call('TIME')\n" \
+    "  local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)\n" \
+    "  if rel == '1' or tonumber(untl) <= now then return 1, tok end\n" \
+    "  return 0, tok\n" \
+    "end\n"
+
+/* The state key written with a lock: "token|until|0" in server ms. */
+#define STATE_LUA \
+    "local function state(k, tok, ttl)\n" \
+    "  local t = redis.call('TIME')\n" \
+    "  local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)\n" \
+    "  redis.call('SET', k, string.format('%s|%d|0', tok, now + tonumber(ttl)))\n" \
+    "end\n"
+
 static const char acquire_lua[] =
+    VOUCH_LUA STATE_LUA
     "local cur = redis.call('GET', KEYS[1])\n"
     "if cur then\n"
     "  local holder, tok, cl = cur, 0, ''\n"
@@ -39,8 +71,11 @@ static const char acquire_lua[] =
     "  if ok and type(d) == 'table' then\n"
     "    holder = tostring(d.value); tok = tonumber(d.fencingToken) or 0; cl = tostring(d.clusterName or '')\n"
     "  end\n"
-    "  return {0, holder, redis.call('PTTL', KEYS[1]), tostring(tok), cl}\n"
+    "  return {0, holder, redis.call('PTTL', KEYS[1]), tostring(tok), cl, 0}\n"
     "end\n"
+    "local v, vtok = vouch(KEYS[3])\n"
+    "local take = tonumber(ARGV[8])\n"
+    "if take == 0 or (take == 1 and v == 0) then return {2, '', -2, vtok, '', v} end\n"
     "local e = redis.call('INCR', KEYS[2])\n"
     "local floor = tonumber(ARGV[7])\n"
     "if e <= floor then e = floor + 1; redis.call('SET', KEYS[2], e) end\n"
@@ -48,9 +83,11 @@ static const char acquire_lua[] =
     "\"expiresAt\":\"%s\",\"ttl\":%s,\"version\":%d,\"fencingToken\":%d}',\n"
     "  cjson.encode(ARGV[1]), cjson.encode(ARGV[2]), ARGV[4], ARGV[4], ARGV[5], ARGV[6], e, e)\n"
     "redis.call('SET', KEYS[1], v, 'PX', ARGV[3])\n"
-    "return {1, ARGV[1], tonumber(ARGV[3]), tostring(e), ARGV[2]}\n";
+    "state(KEYS[3], string.format('%d', e), ARGV[3])\n"
+    "return {1, ARGV[1], tonumber(ARGV[3]), string.format('%d', e), ARGV[2], v}\n";
 
 static const char renew_lua[] =
+    STATE_LUA
     "local cur = redis.call('GET', KEYS[1])\n"
     "if not cur then return -1 end\n"
     "local ok, d = pcall(cjson.decode, cur)\n"
@@ -63,6 +100,7 @@ static const char renew_lua[] =
     "  cjson.encode(d.value), cjson.encode(d.clusterName or ''), cjson.encode(d.createdAt or ARGV[4]),\n"
     "  ARGV[4], ARGV[5], ARGV[6], ver, ARGV[2])\n"
     "redis.call('SET', KEYS[1], v, 'PX', ARGV[3])\n"
+    "state(KEYS[2], ARGV[2], ARGV[3])\n"
     "return 1\n";
 
 static const char release_lua[] =
@@ -73,18 +111,20 @@ static const char release_lua[] =
     "  return 0\n"
     "end\n"
     "redis.call('DEL', KEYS[1])\n"
+    "redis.call('SET', KEYS[2], ARGV[2] .. '|0|1')\n"
     "redis.call('PUBLISH', ARGV[3], 'released ' .. ARGV[2])\n"
     "return 1\n";
 
 static const char observe_lua[] =
+    VOUCH_LUA
     "local cur = redis.call('GET', KEYS[1])\n"
-    "if not cur then return {0, '', -2, '0', ''} end\n"
+    "if not cur then local v, vtok = vouch(KEYS[2]); return {0, '', -2, vtok, '', v} end\n"
     "local holder, tok, cl = cur, 0, ''\n"
     "local ok, d = pcall(cjson.decode, cur)\n"
     "if ok and type(d) == 'table' then\n"
     "  holder = tostring(d.value); tok = tonumber(d.fencingToken) or 0; cl = tostring(d.clusterName or '')\n"
     "end\n"
-    "return {1, holder, redis.call('PTTL', KEYS[1]), tostring(tok), cl}\n";
+    "return {1, holder, redis.call('PTTL', KEYS[1]), tostring(tok), cl, 0}\n";
 
 static const char members_lua[] =
     "local t = redis.call('TIME')\n"
@@ -119,7 +159,7 @@ struct redis_backend {
     char master_host[256];
     int master_port;
     int role_checked;
-    char key[300], epoch_key[300], channel[300], members_key[300];
+    char key[300], epoch_key[300], state_key[300], channel[300], members_key[300];
     char addr_host[256];
     int addr_port;
     int conns_open;
@@ -218,7 +258,7 @@ static void holder_reply(struct redis_conn *c, redisReply *r, const char *err, v
     long long flag;
 
     (void)arg;
-    if (err != NULL || r == NULL || r->type != REDIS_REPLY_ARRAY || r->elements < 5) {
+    if (err != NULL || r == NULL || r->type != REDIS_REPLY_ARRAY || r->elements < 6) {
         report_error(rb, op, err ? err : "unexpected reply");
         return;
     }
@@ -227,6 +267,7 @@ static void holder_reply(struct redis_conn *c, redisReply *r, const char *err, v
     info.ttl_ms = elem_int(r, 2);
     info.token = (uint64_t)strtoull(elem_str(r, 3, t2, sizeof(t2)) ? elem_str(r, 3, t2, sizeof(t2)) : "0", NULL, 10);
     info.holder_cluster = elem_str(r, 4, t3, sizeof(t3));
+    info.vouched = elem_int(r, 5) == 1;
     if (op == LEASE_OP_OBSERVE) {
         if (!flag) {
             info.holder = NULL;
@@ -235,7 +276,11 @@ static void holder_reply(struct redis_conn *c, redisReply *r, const char *err, v
         lease_backend_result(rb->base.lease, op, LEASE_OK, &info);
         return;
     }
-    lease_backend_result(rb->base.lease, op, flag ? LEASE_OK : LEASE_HELD, &info);
+    if (flag == 2) {
+        info.holder = NULL;
+        info.ttl_ms = -1;
+    }
+    lease_backend_result(rb->base.lease, op, flag == 1 ? LEASE_OK : flag == 2 ? LEASE_ABSENT : LEASE_HELD, &info);
 }
 
 static void acquire_reply(struct redis_conn *c, redisReply *r, const char *err, void *arg)
@@ -334,16 +379,17 @@ static void send_record_script(struct redis_backend *rb, enum lease_op op, redis
         send_members(rb);
 }
 
-static void rb_acquire(struct lease_backend *b, uint64_t min_token)
+static void rb_acquire(struct lease_backend *b, uint64_t min_token, enum lease_take take)
 {
     struct redis_backend *rb = rb_of(b);
-    char now_iso[40], exp_iso[40], ttl_ms[24], ttl_ns[32], floor[24];
+    char now_iso[40], exp_iso[40], ttl_ms[24], ttl_ns[32], floor[24], tk[4];
 
     record_times(rb, now_iso, exp_iso, ttl_ms, ttl_ns);
     snprintf(floor, sizeof(floor), "%llu", (unsigned long long)min_token);
+    snprintf(tk, sizeof(tk), "%d", (int)take);
     {
-        const char *argv[] = {"EVAL", acquire_lua, "2", rb->key, rb->epoch_key, rb->cfg->id,
-                              rb->cfg->cluster_name, ttl_ms, now_iso, exp_iso, ttl_ns, floor};
+        const char *argv[] = {"EVAL", acquire_lua, "3", rb->key, rb->epoch_key, rb->state_key, rb->cfg->id,
+                              rb->cfg->cluster_name, ttl_ms, now_iso, exp_iso, ttl_ns, floor, tk};
         send_record_script(rb, LEASE_OP_ACQUIRE, acquire_reply, (int)ARRAY_SIZE(argv), argv);
     }
 }
@@ -356,7 +402,8 @@ static void rb_renew(struct lease_backend *b, uint64_t token)
     record_times(rb, now_iso, exp_iso, ttl_ms, ttl_ns);
     snprintf(tok, sizeof(tok), "%llu", (unsigned long long)token);
     {
-        const char *argv[] = {"EVAL", renew_lua, "1", rb->key, rb->cfg->id, tok, ttl_ms, now_iso, exp_iso, ttl_ns};
+        const char *argv[] = {"EVAL", renew_lua, "2", rb->key, rb->state_key, rb->cfg->id, tok, ttl_ms, now_iso,
+                              exp_iso, ttl_ns};
         send_record_script(rb, LEASE_OP_RENEW, renew_reply, (int)ARRAY_SIZE(argv), argv);
     }
 }
@@ -365,18 +412,19 @@ static void rb_release(struct lease_backend *b, uint64_t token)
 {
     struct redis_backend *rb = rb_of(b);
     char tok[24];
-    const char *argv[7];
+    const char *argv[8];
 
     snprintf(tok, sizeof(tok), "%llu", (unsigned long long)token);
     argv[0] = "EVAL";
     argv[1] = release_lua;
-    argv[2] = "1";
+    argv[2] = "2";
     argv[3] = rb->key;
-    argv[4] = rb->cfg->id;
-    argv[5] = tok;
-    argv[6] = rb->channel;
+    argv[4] = rb->state_key;
+    argv[5] = rb->cfg->id;
+    argv[6] = tok;
+    argv[7] = rb->channel;
     rb->release_pending = 1;
-    if (redis_conn_command(&rb->cmd, release_reply, NULL, 7, argv, NULL) != 0) {
+    if (redis_conn_command(&rb->cmd, release_reply, NULL, 8, argv, NULL) != 0) {
         rb->release_pending = 0;
         report_error(rb, LEASE_OP_RELEASE, "not connected");
     }
@@ -385,15 +433,50 @@ static void rb_release(struct lease_backend *b, uint64_t token)
 static void rb_observe(struct lease_backend *b)
 {
     struct redis_backend *rb = rb_of(b);
-    const char *argv[4] = {"EVAL", observe_lua, "1", rb->key};
+    const char *argv[5] = {"EVAL", observe_lua, "2", rb->key, rb->state_key};
 
-    if (redis_conn_command(&rb->cmd, observe_reply, NULL, 4, argv, NULL) != 0)
+    if (redis_conn_command(&rb->cmd, observe_reply, NULL, 5, argv, NULL) != 0)
         report_error(rb, LEASE_OP_OBSERVE, "not connected");
     else
         send_members(rb);
 }
 
 /* ---- connections --------------------------------------------------------- */
+
+/* INFO server answered: the connection is up, and its run_id names the
+ * store instance. */
+static void info_reply(struct redis_conn *c, redisReply *r, const char *err, void *arg)
+{
+    struct redis_backend *rb = c->data;
+    char id[96] = "";
+    const char *p;
+
+    (void)arg;
+    if (err != NULL || r == NULL || (r->type != REDIS_REPLY_STRING)) {
+        log_warn("redis", "%s:%d did not answer INFO: %s", c->host, c->port, err ? err : "unexpected reply");
+        if (err == NULL || strcmp(err, "connection lost") != 0)
+            redis_conn_reset(c, "no answer to INFO");
+        return;
+    }
+    p = strstr(r->str, "run_id:");
+    if (p != NULL) {
+        size_t n = strcspn(p + 7, "\r\n");
+        snprintf(id, sizeof(id), "redis run_id %.*s", (int)(n < 64 ? n : 64), p + 7);
+    } else {
+        snprintf(id, sizeof(id), "redis %.40s:%d (no run_id)", c->host, c->port);
+    }
+    log_info("redis", "connected to %s%s:%d", rb->sentinel ? "master " : "", c->host, c->port);
+    lease_backend_instance(rb->base.lease, id);
+    lease_backend_store_state(rb->base.lease, 1, "connected");
+}
+
+static void ask_info(struct redis_conn *c)
+{
+    const char *argv[] = {"INFO", "server"};
+
+    if (redis_conn_command(c, info_reply, NULL, 2, argv, NULL) != 0)
+        redis_conn_reset(c, "cannot ask INFO");
+}
 
 static void role_reply(struct redis_conn *c, redisReply *r, const char *err, void *arg)
 {
@@ -403,8 +486,7 @@ static void role_reply(struct redis_conn *c, redisReply *r, const char *err, voi
     if (err == NULL && r && r->type == REDIS_REPLY_ARRAY && r->elements > 0 &&
         r->element[0]->type == REDIS_REPLY_STRING && strcmp(r->element[0]->str, "master") == 0) {
         rb->role_checked = 1;
-        log_info("redis", "connected to master %s:%d", c->host, c->port);
-        lease_backend_store_state(rb->base.lease, 1, "connected");
+        ask_info(c);
         return;
     }
     log_warn("redis", "%s:%d is not a master (%s); asking the sentinels again", c->host, c->port,
@@ -427,11 +509,12 @@ static void cmd_state(struct redis_conn *c, int up, const char *reason)
             redis_conn_reset(c, "cannot ask ROLE");
         return;
     }
-    if (up)
-        log_info("redis", "connected to %s:%d", c->host, c->port);
-    else
-        log_warn("redis", "connection to %s:%d lost: %s", c->host, c->port, reason);
-    lease_backend_store_state(rb->base.lease, up, reason);
+    if (up) {
+        ask_info(c);
+        return;
+    }
+    log_warn("redis", "connection to %s:%d lost: %s", c->host, c->port, reason);
+    lease_backend_store_state(rb->base.lease, 0, reason);
 }
 
 /* ---- Sentinel ------------------------------------------------------------ */
@@ -626,6 +709,7 @@ struct lease_backend *lease_redis_new(uv_loop_t *loop, const struct config *cfg)
     rb->cfg = cfg;
     snprintf(rb->key, sizeof(rb->key), "highlander-leader-lock:%s", cfg->tenant);
     snprintf(rb->epoch_key, sizeof(rb->epoch_key), "highlander-leader-epoch:%s", cfg->tenant);
+    snprintf(rb->state_key, sizeof(rb->state_key), "highlander-leader-state:%s", cfg->tenant);
     snprintf(rb->channel, sizeof(rb->channel), "highlander-leader-events:%s", cfg->tenant);
     snprintf(rb->members_key, sizeof(rb->members_key), "highlander-members:%s", cfg->tenant);
     redis_conn_init(&rb->cmd, loop, "command", timeout);

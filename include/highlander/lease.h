@@ -15,6 +15,18 @@
  *
  * Fencing token.  Every acquisition gets a strictly larger integer per
  * tenant; it is passed to subscribers and shown in status and metrics.
+ * The acquire is given a floor: the highest token this replica has seen
+ * (from the store, the fence object, managed objects) and the wall clock
+ * in milliseconds, so a store that forgot its epoch still hands out
+ * larger tokens.
+ *
+ * Absent records.  An absent lock proves that nobody leads only when the
+ * store shows it was released or expired (not lost) *and* this replica
+ * already knew the store instance to hold the lease data (it saw a record
+ * on that same instance).  Otherwise the replica waits one full lease
+ * duration from the first moment it saw the record absent before taking
+ * it: any authority based on a forgotten record ends within renewDeadline
+ * of the loss, which came before that moment.  See docs/lease.md.
  */
 #ifndef HIGHLANDER_LEASE_H
 #define HIGHLANDER_LEASE_H
@@ -38,6 +50,14 @@ enum lease_result {
     LEASE_HELD,         /* acquire: someone else holds it (holder filled) */
     LEASE_NOT_OURS,     /* renew/release: the record is gone or not ours */
     LEASE_ERROR,        /* the store did not answer properly */
+    LEASE_ABSENT,       /* acquire: the record is absent and the policy did not allow taking it */
+};
+
+/* What acquire may do with an absent record. */
+enum lease_take {
+    LEASE_TAKE_NEVER,       /* only report it (instance not yet known to hold the data) */
+    LEASE_TAKE_IF_VOUCHED,  /* take it when the store shows it was released or expired */
+    LEASE_TAKE_ANY,         /* take it (one full lease has passed since it was first seen absent) */
 };
 
 /* What a backend learned from the store with a result. */
@@ -47,13 +67,16 @@ struct lease_info {
     uint64_t token;           /* the holder's (or our new) fencing token */
     int64_t ttl_ms;           /* remaining lifetime of the record, -1 unknown */
     const char *error;        /* LEASE_ERROR: why */
+    /* holder == NULL: 1 when the store shows the record was released or
+     * expired, 0 when it cannot tell it from a loss of data */
+    int vouched;
 };
 
 struct lease_backend_ops {
     const char *name;
     int (*start)(struct lease_backend *b);
     /* Each operation completes with exactly one lease_backend_result(). */
-    void (*acquire)(struct lease_backend *b, uint64_t min_token);
+    void (*acquire)(struct lease_backend *b, uint64_t min_token, enum lease_take take);
     void (*renew)(struct lease_backend *b, uint64_t token);
     void (*release)(struct lease_backend *b, uint64_t token);
     void (*observe)(struct lease_backend *b);
@@ -87,11 +110,23 @@ void lease_subscribe(struct lease *l, lease_started_cb started, lease_stopped_cb
  * deadline ends leadership on the spot.  Call before every leader action. */
 int lease_check(struct lease *l);
 uint64_t lease_token(const struct lease *l);
+/* A token seen outside the store (a managed object, the fence object):
+ * later acquisitions start above it.  Returns 1 when it is larger than
+ * the token we lead with, i.e. our leadership is stale. */
+int lease_note_token(struct lease *l, uint64_t token);
+/* Stops leading now and gives the lease back (e.g. a newer token was seen
+ * on an object or the fence); the replica keeps competing. */
+void lease_resign(struct lease *l, const char *reason);
 
 /* ---- called by backends ---- */
 void lease_backend_result(struct lease *l, enum lease_op op, enum lease_result r, const struct lease_info *info);
 /* The store connection went up or down; reason is free of secrets. */
 void lease_backend_store_state(struct lease *l, int connected, const char *reason);
+/* The identity of the store instance behind the connection (Redis run_id,
+ * PostgreSQL system id and start time), reported after the first round
+ * trip of every connection and before lease_backend_store_state(1).  A
+ * different identity means the store may have forgotten the record. */
+void lease_backend_instance(struct lease *l, const char *id);
 /* Another replica announced a release: try to acquire now. */
 void lease_backend_released(struct lease *l);
 /* The store may have lost recent writes (failover, restart): do not
@@ -99,8 +134,6 @@ void lease_backend_released(struct lease *l);
 void lease_backend_hold_off(struct lease *l, const char *reason);
 /* Number of distinct cluster names among live members (0 if unknown). */
 void lease_backend_members(struct lease *l, unsigned clusters);
-const struct config *lease_config(const struct lease *l);
-uv_loop_t *lease_loop(const struct lease *l);
 
 extern const struct module lease_module_ops;
 

@@ -52,20 +52,32 @@ static redisReply *eval(redisContext *c, const char *script, int nkeys, const ch
     return redisCommandArgv(c, argc, argv, NULL);
 }
 
-static const char *const K[] = {"highlander-leader-lock:t", "highlander-leader-epoch:t"};
+static const char *const K[] = {"highlander-leader-lock:t", "highlander-leader-epoch:t", "highlander-leader-state:t"};
+
+/* take: "0" never, "1" if vouched, "2" any (enum lease_take) */
+static redisReply *acquire_take(redisContext *c, const char *id, const char *floor, const char *take)
+{
+    const char *a[] = {K[0], K[1], K[2], id, "c1", "5000", "2026-01-01T00:00:00.000Z", "2026-01-01T00:00:05.000Z",
+                       "5000000000", floor, take};
+    return eval(c, acquire_lua, 3, a, 11);
+}
 
 static redisReply *acquire(redisContext *c, const char *id, const char *floor)
 {
-    const char *a[] = {K[0], K[1], id, "c1", "5000", "2026-01-01T00:00:00.000Z", "2026-01-01T00:00:05.000Z",
-                       "5000000000", floor};
-    return eval(c, acquire_lua, 2, a, 9);
+    return acquire_take(c, id, floor, "2");
+}
+
+static redisReply *observe(redisContext *c)
+{
+    const char *a[] = {K[0], K[2]};
+    return eval(c, observe_lua, 2, a, 2);
 }
 
 static long long renew(redisContext *c, const char *id, const char *token)
 {
-    const char *a[] = {K[0], id, token, "5000", "2026-01-01T00:00:01.000Z", "2026-01-01T00:00:06.000Z",
+    const char *a[] = {K[0], K[2], id, token, "5000", "2026-01-01T00:00:01.000Z", "2026-01-01T00:00:06.000Z",
                        "5000000000"};
-    redisReply *r = eval(c, renew_lua, 1, a, 7);
+    redisReply *r = eval(c, renew_lua, 2, a, 8);
     long long v;
     assert_int_equal(r->type, REDIS_REPLY_INTEGER);
     v = r->integer;
@@ -75,8 +87,8 @@ static long long renew(redisContext *c, const char *id, const char *token)
 
 static long long release(redisContext *c, const char *id, const char *token)
 {
-    const char *a[] = {K[0], id, token, "highlander-leader-events:t"};
-    redisReply *r = eval(c, release_lua, 1, a, 4);
+    const char *a[] = {K[0], K[2], id, token, "highlander-leader-events:t"};
+    redisReply *r = eval(c, release_lua, 2, a, 5);
     long long v;
     assert_int_equal(r->type, REDIS_REPLY_INTEGER);
     v = r->integer;
@@ -152,6 +164,73 @@ static void test_scripts(void **state)
     redisFree(c);
 }
 
+/* An absent lock is taken only as the policy allows, and "vouched" tells
+ * a release or an expiry from a loss of the record. */
+static void test_absent_lock_policy(void **state)
+{
+    redisContext *c = sync_client();
+    redisReply *r;
+    (void)state;
+
+    /* empty store: nothing vouches for the absence */
+    r = acquire_take(c, "a", "0", "1");
+    assert_int_equal(r->element[0]->integer, 2);
+    assert_int_equal(r->element[5]->integer, 0);
+    freeReplyObject(r);
+    r = acquire_take(c, "a", "0", "0");
+    assert_int_equal(r->element[0]->integer, 2);
+    freeReplyObject(r);
+    r = redisCommand(c, "EXISTS %s", K[0]);
+    assert_int_equal(r->integer, 0);
+    freeReplyObject(r);
+    /* forced after the wait: taken, and the state key names the token */
+    r = acquire_take(c, "a", "100", "2");
+    assert_int_equal(r->element[0]->integer, 1);
+    assert_string_equal(r->element[3]->str, "101");
+    freeReplyObject(r);
+    r = redisCommand(c, "GET %s", K[2]);
+    assert_int_equal(strncmp(r->str, "101|", 4), 0);
+    assert_int_equal(r->str[strlen(r->str) - 1], '0');
+    freeReplyObject(r);
+    /* the lock deleted behind the holder's back: absent, not vouched */
+    freeReplyObject(redisCommand(c, "DEL %s", K[0]));
+    r = observe(c);
+    assert_int_equal(r->element[0]->integer, 0);
+    assert_int_equal(r->element[5]->integer, 0);
+    assert_string_equal(r->element[3]->str, "101");
+    freeReplyObject(r);
+    r = acquire_take(c, "b", "0", "1");
+    assert_int_equal(r->element[0]->integer, 2);
+    freeReplyObject(r);
+    /* a clean release vouches: the next acquire takes it at once */
+    r = acquire_take(c, "a", "0", "2");
+    assert_string_equal(r->element[3]->str, "102");
+    freeReplyObject(r);
+    assert_int_equal(release(c, "a", "102"), 1);
+    r = observe(c);
+    assert_int_equal(r->element[5]->integer, 1);
+    freeReplyObject(r);
+    r = acquire_take(c, "b", "0", "1");
+    assert_int_equal(r->element[0]->integer, 1);
+    assert_string_equal(r->element[3]->str, "103");
+    freeReplyObject(r);
+    /* an expiry vouches too (the state's deadline is in server time) */
+    freeReplyObject(redisCommand(c, "DEL %s", K[0]));
+    freeReplyObject(redisCommand(c, "SET %s %s", K[2], "103|1|0"));
+    r = acquire_take(c, "c", "0", "1");
+    assert_int_equal(r->element[0]->integer, 1);
+    assert_string_equal(r->element[3]->str, "104");
+    freeReplyObject(r);
+    /* a wall-clock sized floor survives Lua's numbers exactly */
+    freeReplyObject(redisCommand(c, "FLUSHALL"));
+    r = acquire_take(c, "d", "1798000000123", "2");
+    assert_string_equal(r->element[3]->str, "1798000000124");
+    freeReplyObject(r);
+    assert_int_equal(renew(c, "d", "1798000000124"), 1);
+    assert_int_equal(release(c, "d", "1798000000124"), 1);
+    redisFree(c);
+}
+
 /* ---- the state machine on a loop ---------------------------------------- */
 
 struct world {
@@ -197,18 +276,30 @@ static void on_step(uv_timer_t *t)
     int li = leader_index(w);
 
     switch (w->phase++) {
-    case 0: /* one leader */
+    case 0:
+        /* An empty store vouches for nothing: no replica takes the absent
+         * lock before one lease duration (1000 ms) has passed. */
+        assert_int_equal(li, -1);
+        uv_timer_start(t, on_step, 1000, 0);
+        break;
+    case 1: /* one leader */
         assert_true(li >= 0);
         w->token1 = lease_token(w->l[li]);
-        assert_true(w->token1 >= 1);
+        /* the token is at least the wall clock in milliseconds */
+        assert_true(w->token1 >= (uint64_t)(time_wall() * 1000.0) - 5000);
         assert_int_equal(w->st[li].is_leader, 1);
         assert_string_equal(w->st[1 - li].current_leader, w->cfg[li].id);
-        /* The record vanishes (store restarted empty): the leader must
-         * notice at its next renewal and stop. */
+        /* The record vanishes (deleted, or lost): the leader notices at
+         * its next renewal and stops; nobody may take the absent record
+         * for one lease duration. */
         freeReplyObject(redisCommand(w->admin, "DEL highlander-leader-lock:u"));
-        uv_timer_start(t, on_step, 600, 0);
+        uv_timer_start(t, on_step, 700, 0);
         break;
-    case 1:
+    case 2:
+        assert_int_equal(li, -1);
+        uv_timer_start(t, on_step, 800, 0);
+        break;
+    case 3:
         /* Someone leads again with a larger token (possibly the same one). */
         assert_true(li >= 0);
         w->token2 = lease_token(w->l[li]);
@@ -218,12 +309,13 @@ static void on_step(uv_timer_t *t)
         kill(server.pid, SIGSTOP);
         uv_timer_start(t, on_step, 1500, 0);
         break;
-    case 2:
+    case 4:
         assert_int_equal(li, -1);
         kill(server.pid, SIGCONT);
         uv_timer_start(t, on_step, 2500, 0);
         break;
-    case 3:
+    case 5:
+        /* same instance (run_id), the lock expired: taken again at once */
         assert_true(li >= 0);
         assert_true(lease_token(w->l[li]) > w->token2);
         app_shutdown(w->app, "test done");
@@ -271,7 +363,7 @@ static void test_state_machine(void **state)
     uv_timer_init(&w.loop, &w.step);
     uv_timer_start(&w.step, on_step, 500, 0);
     assert_int_equal(app_run(w.app), 0); /* every handle closed */
-    assert_int_equal(w.phase, 4);
+    assert_int_equal(w.phase, 6);
     assert_true(w.started[0] + w.started[1] >= 3);
     for (int i = 0; i < 2; i++) {
         struct buf out;
@@ -291,6 +383,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_scripts),
+        cmocka_unit_test(test_absent_lock_policy),
         cmocka_unit_test(test_state_machine),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
