@@ -24,6 +24,10 @@ def free_port():
         return s.getsockname()[1]
 
 
+TEST_LEASE_ENV = {"HIGHLANDER_LEADER_LOCK_TTL": "2s", "HIGHLANDER_RENEW_DEADLINE": "1200ms",
+                  "HIGHLANDER_LEADER_RENEW_INTERVAL": "400ms"}
+
+
 class Controller:
     """One highlander process on a loopback port, with its log captured."""
 
@@ -39,6 +43,10 @@ class Controller:
             e = {k: v for k, v in os.environ.items() if not k.startswith("HIGHLANDER_") or k in ("HIGHLANDER_BIN",)}
             e.update({"HIGHLANDER_PORT": str(self.port), "HIGHLANDER_BIND_ADDRESS": "127.0.0.1",
                       "HOME": self.tmp})
+            # Short lease timings unless a test sets its own: a replica that
+            # finds no lock on a store it never saw holding one waits one
+            # full lease before taking it (docs/lease.md), 15 s by default.
+            e.update(TEST_LEASE_ENV)
         if ASAN:
             e["ASAN_OPTIONS"] = "detect_leaks=1:abort_on_error=0:exitcode=23"
         if env:

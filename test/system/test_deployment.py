@@ -307,7 +307,7 @@ def check_pod_run(kube, ctl, ns, name, token=None, stop_mode=False):
         assert "ro" in mounts["/"], mounts["/"]  # readOnlyRootFilesystem
         for path in ("/etc/k8-highlander", "/var/run/secrets/kubernetes.io/serviceaccount"):
             assert "ro" in mounts[os.path.realpath(path)], path
-        deadline = time.time() + 20
+        deadline = time.time() + 35
         while time.time() < deadline and not ctl.get_json("/status")[1]["data"]["isLeader"]:
             time.sleep(0.2)
         st = ctl.get_json("/status")[1]["data"]
