@@ -24,7 +24,7 @@ enum setting {
     S_REDIS_ADDR, S_REDIS_USERNAME, S_REDIS_PASSWORD, S_REDIS_DB, S_DATABASE_URL,
     S_CLUSTER_NAME, S_KUBECONFIG, S_TERMINATION_GRACE, S_HANDOVER,
     S_LEASE_DURATION, S_RENEW_DEADLINE, S_RETRY_PERIOD, S_LOG_LEVEL, S_LOG_FORMAT,
-    S_API_TOKEN, S_BIND_ADDRESS, S_HTTP_MAX_CONNS, S_KUBE_QPS, S_KUBE_BURST, S_CRD_NAMESPACES, S_COUNT
+    S_API_TOKEN, S_BIND_ADDRESS, S_HTTP_MAX_CONNS, S_KUBE_QPS, S_KUBE_BURST, S_CRD_NAMESPACES, S_FENCING, S_COUNT
 };
 
 struct setting_desc {
@@ -64,6 +64,7 @@ static const struct setting_desc settings[S_COUNT] = {
     [S_KUBE_BURST] = {NULL, "HIGHLANDER_KUBE_BURST", "kube-burst", "30"},
     /* A list in the file; comma-separated in the variable and the flag. */
     [S_CRD_NAMESPACES] = {"crdNamespaces", "HIGHLANDER_CRD_NAMESPACES", "crd-namespaces", ""},
+    [S_FENCING] = {"fencing.enabled", "HIGHLANDER_FENCING", "fencing", "true"},
 };
 
 struct value {
@@ -108,6 +109,7 @@ const char *const config_usage =
     "  --http-max-connections N   HTTP connection cap (default: 4096)\n"
     "  --kube-qps N, --kube-burst N  Kubernetes client rate limit (default: 20, 30)\n"
     "  --crd-namespaces NS,...    watch custom resources only there (default: all namespaces)\n"
+    "  --fencing[=BOOL]           raise the per-tenant fence object before writing (default: true)\n"
     "  --check-config             validate, print the effective config (secrets masked), exit 0 or 2\n"
     "  --version                  print the version and exit\n"
     "  --help                     print this help and exit\n";
@@ -304,6 +306,8 @@ static void apply_file(struct merged *m, const struct config_file *f, struct con
         set_value(m, S_CRD_NAMESPACES, b.data, "crdNamespaces");
         buf_free(&b);
     }
+    if (f->fencing && f->fencing->enabled)
+        set_value(m, S_FENCING, *f->fencing->enabled ? "true" : "false", "fencing.enabled");
     if (f->leader_election) {
         const struct leader_election_config *le = f->leader_election;
         if (le->lease_duration)
@@ -405,7 +409,7 @@ static int parse_args(int argc, char **argv, struct cli *cli, struct config_erro
             continue;
         }
         if (val == NULL) {
-            if (s == S_REMAINS_FOLLOWER) {
+            if (s == S_REMAINS_FOLLOWER || s == S_FENCING) {
                 val = "true";
             } else if (i + 1 >= argc) {
                 config_errors_add(errs, "%s: needs a value", flag_origin(s));
@@ -563,6 +567,7 @@ static void convert(struct merged *m, struct config *c, struct config_errors *er
     if (parse_int(&m->v[S_PORT], 1, 65535, &n, errs) == 0)
         c->port = (int)n;
     parse_bool(&m->v[S_REMAINS_FOLLOWER], &c->remains_follower, errs);
+    parse_bool(&m->v[S_FENCING], &c->fencing, errs);
     {
         const struct value *v = &m->v[S_STORAGE_TYPE];
         if (strcmp(v->text, "redis") == 0)

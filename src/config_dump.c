@@ -297,6 +297,7 @@ char *config_dump(const struct config *c)
     json_object_set_new(o, "httpMaxConnections", json_integer(c->http_max_connections));
     json_object_set_new(o, "kubeQPS", json_integer(c->kube_qps));
     json_object_set_new(o, "kubeBurst", json_integer(c->kube_burst));
+    json_object_set_new(o, "fencing", json_pack("{s:b}", "enabled", c->fencing));
     wl = json_object();
     json_object_set_new(wl, "processes", workload_array(WORKLOAD_PROCESS, w ? w->processes : NULL,
                                                         w ? w->processes_count : 0));

@@ -243,6 +243,11 @@ static const cyaml_schema_field_t election_fields[] = {
     CYAML_FIELD_END,
 };
 
+static const cyaml_schema_field_t fencing_fields[] = {
+    CYAML_FIELD_BOOL_PTR("enabled", CYAML_FLAG_OPTIONAL, struct fencing_config, enabled),
+    CYAML_FIELD_END,
+};
+
 static const cyaml_schema_field_t top_fields[] = {
     CYAML_FIELD_STRING_PTR("id", CYAML_FLAG_OPTIONAL, struct config_file, id, 0, CYAML_UNLIMITED),
     CYAML_FIELD_STRING_PTR("tenant", CYAML_FLAG_OPTIONAL, struct config_file, tenant, 0, CYAML_UNLIMITED),
@@ -262,6 +267,7 @@ static const cyaml_schema_field_t top_fields[] = {
                            0, CYAML_UNLIMITED),
     CYAML_FIELD_MAPPING_PTR("leaderElection", CYAML_FLAG_OPTIONAL, struct config_file, leader_election,
                             election_fields),
+    CYAML_FIELD_MAPPING_PTR("fencing", CYAML_FLAG_OPTIONAL, struct config_file, fencing, fencing_fields),
     CYAML_FIELD_SEQUENCE("crdNamespaces", CYAML_FLAG_POINTER | CYAML_FLAG_OPTIONAL, struct config_file,
                          crd_namespaces, &string_ptr_schema, 0, CYAML_UNLIMITED),
     CYAML_FIELD_MAPPING_PTR("workloads", CYAML_FLAG_OPTIONAL, struct config_file, workloads,

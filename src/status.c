@@ -28,6 +28,9 @@ void status_free(struct status *st)
     free(st->last_change_reason);
     free(st->store_last_error);
     free(st->store_address);
+    free(st->fence_object);
+    free(st->fence_state);
+    free(st->fence_error);
     memset(st, 0, sizeof(*st));
 }
 
@@ -105,6 +108,12 @@ json_t *status_to_json(const struct status *st, const char *controller_state, in
     json_object_set_new(o, "storageType", json_string(storage_type_name(c->storage_type)));
     json_object_set_new(o, "controllerState", json_string(controller_state));
     json_object_set_new(o, "fencingToken", json_integer((json_int_t)st->fencing_token));
+    json_object_set_new(o, "fencingRejections", json_integer((json_int_t)st->fencing_rejections));
+    json_object_set_new(o, "fence", st->fence_object
+                                        ? json_pack("{s:s, s:s?, s:I, s:s?}", "object", st->fence_object, "state",
+                                                    st->fence_state, "token", (json_int_t)st->fence_token,
+                                                    "lastError", st->fence_error)
+                                        : json_null());
     json_object_set_new(o, "readyForTraffic", json_boolean(ready));
     json_object_set_new(o, "version", json_string(HIGHLANDER_VERSION));
     json_object_set_new(o, "buildInfo", json_pack("{s:s, s:s, s:s}", "version", HIGHLANDER_VERSION, "gitCommit",

@@ -14,10 +14,16 @@
  * never two for one key.  Reconcile builds the desired objects, creates
  * what is missing, adopts what matches (same spec hash), updates in place
  * what differs (a Pod, whose spec is immutable, is deleted first and made
- * again only once it is gone), and never touches an object that carries a
- * larger fencing token than ours.
+ * again only once it is gone).  An object that carries a larger fencing
+ * token than ours means our leadership is stale (or the store forgot):
+ * the token is noted with the lease and the lease resigned, so the next
+ * acquisition starts above it.
+ *
+ * Fencing (fence.h): with fencing enabled a new leader writes nothing
+ * until the fence object holds its token; m->leading turns on only then.
  */
 #include "highlander/workloads.h"
+#include "highlander/fence.h"
 #include "highlander/informer.h"
 #include "highlander/kube.h"
 #include "highlander/log.h"
@@ -86,6 +92,7 @@ struct workload_mgr {
     struct lease *lease;
     struct kube_client *k;
     struct kube_events *events;
+    struct fence *fence;                 /* NULL when fencing is disabled */
     struct informer **crs;               /* per kind, per watched namespace (or all) */
     unsigned ncrs;
     struct informer *objs[OBJ_COUNT];
@@ -369,13 +376,23 @@ static void op_done(void *arg, const struct kube_response *res)
 
     if (!ok)
         o->failed = 1;
+    if (m->fence && fence_is_rejection(res)) {
+        char what[480];
+        snprintf(what, sizeof(what), "the %s of %s", o->what, o->key);
+        fence_count_rejection(m->fence, what, res->err.message);
+        if (w != NULL)
+            set_error(w, "%s refused by the fencing policy (our token %llu is stale): %s", o->what,
+                      (unsigned long long)m->token, res->err.message);
+        lease_resign(m->lease, "the API server's fencing policy refused a write: our fencing token is stale");
+    }
     if (w != NULL) {
         const char *lv[] = {workload_type_name(w->type), w->name, o->what};
         metrics_add(m->m_ops, lv, 1);
         if (!ok) {
             const char *ev[] = {workload_type_name(w->type), w->name, res->err.reason[0] ? res->err.reason : "error"};
             metrics_add(m->m_errors, ev, 1);
-            set_error(w, "%s: %s", o->what, res->err.message);
+            if (!fence_is_rejection(res))
+                set_error(w, "%s: %s", o->what, res->err.message);
             log_warn("workloads", "%s: %s failed: %s", w->key, o->what, res->err.message);
             if (w->cr && m->leading)
                 kube_events_post(m->events, w->cr, "Warning", "ReconcileFailed", "%s failed: %s", o->what,
@@ -455,16 +472,22 @@ static void reconcile(struct workload_mgr *m, struct workload *w)
         json_t *cur = informer_get(m->objs[kind], w->ns, d[i].name);
         char *path;
         const char *tok;
+        uint64_t seen;
 
         if (d[i].is_top)
             top_obj = cur;
         if (!lease_check(m->lease))
             break;
         tok = cur ? annotation(cur, ANN_TOKEN) : NULL;
-        if (tok && strtoull(tok, NULL, 10) > m->token) {
-            set_error(w, "%s %s carries fencing token %s, newer than ours (%llu): not touching it", d[i].plural,
-                      d[i].name, tok, (unsigned long long)m->token);
-            continue;
+        if (tok && fence_parse_token(tok, &seen) == 0 && seen > m->token) {
+            char reason[200];
+            snprintf(reason, sizeof(reason), "%s %s/%s carries fencing token %s, newer than ours (%llu)", d[i].plural,
+                     w->ns, d[i].name, tok, (unsigned long long)m->token);
+            set_error(w, "%s: resigned to lead again above it", reason);
+            log_warn("workloads", "%s: our leadership is stale; resigning", reason);
+            lease_note_token(m->lease, seen);
+            lease_resign(m->lease, reason);
+            break;
         }
         if (cur == NULL) {
             if (kind == OBJ_PODS && w->pod_deleting) {
@@ -779,19 +802,39 @@ static void obj_deleted(void *ctx, json_t *o)
 
 /* ---- leadership --------------------------------------------------------------- */
 
-static void started_leading(void *ctx, struct lease *l, uint64_t token)
+/* Writes begin: every workload is looked at now. */
+static void start_work(struct workload_mgr *m)
 {
-    struct workload_mgr *m = ctx;
-
-    (void)l;
     m->leading = 1;
-    m->token = token;
-    log_info("workloads", "leading with token %llu: reconciling %u workloads", (unsigned long long)token, m->count);
+    log_info("workloads", "leading with token %llu: reconciling %u workloads", (unsigned long long)m->token, m->count);
     for (struct workload *w = m->list; w; w = w->next) {
         free(w->status_written);
         w->status_written = NULL;
         enqueue(m, w, 0);
     }
+}
+
+static void fence_raised(void *arg, uint64_t token)
+{
+    struct workload_mgr *m = arg;
+
+    if (m->stopping || token != m->token || !lease_check(m->lease) || lease_token(m->lease) != token)
+        return;
+    start_work(m);
+}
+
+static void started_leading(void *ctx, struct lease *l, uint64_t token)
+{
+    struct workload_mgr *m = ctx;
+
+    (void)l;
+    m->token = token;
+    if (m->fence == NULL) {
+        start_work(m);
+        return;
+    }
+    log_info("workloads", "leading with token %llu: raising the fence before any write", (unsigned long long)token);
+    fence_raise(m->fence, token, fence_raised, m);
 }
 
 static void stopped_leading(void *ctx, struct lease *l, const char *reason)
@@ -800,6 +843,8 @@ static void stopped_leading(void *ctx, struct lease *l, const char *reason)
 
     (void)l;
     m->leading = 0;
+    if (m->fence)
+        fence_cancel(m->fence);
     log_info("workloads", "stopped leading (%s): no more writes", reason);
 }
 
@@ -932,9 +977,12 @@ static void jobs_listed(void *arg, const struct kube_response *res)
 /*
  * Stops one object: a pod is deleted; a CronJob suspended and the Jobs it
  * owns that still run deleted; a Deployment or StatefulSet scaled to zero.
+ * A leader passes its token (else 0): the patch then carries it, so the
+ * fencing policy judges the writer's token, not the one already there.
  * Returns how many times cb will run (0: already stopped or going).
  */
-static int stop_object(struct workload_mgr *m, enum obj_kind kind, json_t *obj, kube_response_cb cb, void *arg)
+static int stop_object(struct workload_mgr *m, enum obj_kind kind, json_t *obj, uint64_t token, kube_response_cb cb,
+                       void *arg)
 {
     const char *ns = meta(obj, "namespace"), *name = meta(obj, "name"), *uid = meta(obj, "uid");
     json_t *spec = json_object_get(obj, "spec"), *patch;
@@ -975,6 +1023,11 @@ static int stop_object(struct workload_mgr *m, enum obj_kind kind, json_t *obj, 
         break;
     default:
         goto out;
+    }
+    if (token) {
+        char tok[24];
+        snprintf(tok, sizeof(tok), "%llu", (unsigned long long)token);
+        json_object_set_new(patch, "metadata", json_pack("{s:{s:s}}", "annotations", ANN_TOKEN, tok));
     }
     kube_patch(m->k, path, KUBE_PATCH_MERGE, patch, cb, arg);
     json_decref(patch);
@@ -1026,7 +1079,7 @@ static void drain_work(struct workload_mgr *m, void (*done)(void *), void *done_
             one->type = w->type;
             snprintf(one->name, sizeof(one->name), "%s", w->name);
             one->start_ms = time_mono_ms();
-            one->pending = stop_object(m, top_kind[w->type], obj, drain_step, one);
+            one->pending = stop_object(m, top_kind[w->type], obj, m->token, drain_step, one);
             if (one->pending == 0)
                 free(one);
             else
@@ -1077,7 +1130,7 @@ static void sweep_cb(uv_timer_t *t)
         json_t *obj;
         json_object_foreach(informer_cache(m->objs[kind]), key, obj) {
             const char *tok = annotation(obj, ANN_TOKEN);
-            if (tok && strtoull(tok, NULL, 10) < token && stop_object(m, kind, obj, sweep_step, NULL)) {
+            if (tok && strtoull(tok, NULL, 10) < token && stop_object(m, kind, obj, 0, sweep_step, NULL)) {
                 log_info("workloads", "start-up: stopping %s %s (fencing token %s < %llu of the leader in cluster %s)",
                          obj_types[kind].plural, key, tok, (unsigned long long)token, cluster);
                 stopped++;
@@ -1187,8 +1240,10 @@ static void close_everything(void *arg)
     struct workload_mgr *m = arg;
 
     m->leading = 0;
-    /* Three timers and the client (closed once every informer stopped). */
-    m->pending_closes = 4;
+    /* Three timers, the fence's and the client (closed once every informer stopped). */
+    m->pending_closes = m->fence ? 5 : 4;
+    if (m->fence)
+        fence_close(m->fence, part_closed, m);
     m->informers_left = (int)m->ncrs + OBJ_COUNT;
     m->timer.data = m;
     m->resync.data = m;
@@ -1264,12 +1319,24 @@ struct workload_mgr *workload_mgr_new(uv_loop_t *loop, const struct config *cfg,
         struct kube_client_opts ko = {.qps = cfg->kube_qps, .burst = cfg->kube_burst};
         m->k = kube_client_new(loop, &kc, &ko, err, sizeof(err));
     }
-    kube_config_free(&kc);
     if (m->k == NULL) {
+        kube_config_free(&kc);
         log_error("workloads", "%s", err);
         free(m);
         return NULL;
     }
+    /* The fence lives in the controller's own namespace (in-cluster: the
+     * service account's; else the kubeconfig context's), where the
+     * manifests' Role and the policy binding's paramRef point. */
+    if (cfg->fencing) {
+        int64_t t = cfg->renew_deadline_ms;
+        t = t < 1000 ? 1000 : (t > 10000 ? 10000 : t);
+        m->fence = fence_new(loop, m->k, lease, st, reg, kc.namespace, cfg->tenant, (int)t);
+    } else {
+        log_warn("workloads", "fencing is disabled (fencing.enabled: false): the API server cannot refuse a stale "
+                 "leader's writes");
+    }
+    kube_config_free(&kc);
     m->events = kube_events_new(m->k, "highlander", cfg->id);
     register_metrics(m, reg);
     lease_subscribe(lease, started_leading, stopped_leading, m);
@@ -1303,6 +1370,7 @@ void workload_mgr_free(struct workload_mgr *m)
         free_workload(w);
     }
     kube_events_free(m->events);
+    fence_free(m->fence);
     free(m->crs);
     free(m);
 }

@@ -171,6 +171,10 @@ struct cluster_config {
     char *kubeconfig;
 };
 
+struct fencing_config {
+    bool *enabled;
+};
+
 struct leader_election_config {
     char *lease_duration;
     char *renew_deadline;
@@ -191,6 +195,7 @@ struct config_file {
     char *termination_grace_period;
     char *workload_handover;
     struct leader_election_config *leader_election;
+    struct fencing_config *fencing;
     char **crd_namespaces;
     unsigned crd_namespaces_count;
     struct workload_lists *workloads;
@@ -232,6 +237,9 @@ struct config {
     int kube_burst;
     char **crd_namespaces;      /* where custom resources are watched; none = all */
     unsigned crd_namespaces_count;
+    /* Raise the per-tenant fence object before the first write as leader
+     * (docs/lease.md); only meaningful with Kubernetes access. */
+    bool fencing;
     /* The decoded file (or an empty document); owns the workload specs. */
     struct config_file *file;
 };

@@ -44,6 +44,13 @@ struct status {
     char *store_last_error;
     char *store_address;      /* masked */
     unsigned member_clusters; /* distinct cluster names of live replicas */
+    /* fencing (fence.c): the per-tenant fence object and the API server's
+     * refusals of our writes */
+    char *fence_object;       /* namespace/name, NULL when fencing is off */
+    char *fence_state;        /* raising, raised, stale, error, idle */
+    char *fence_error;        /* the last reason the fence could not be raised */
+    uint64_t fence_token;     /* last token read from or written to it */
+    uint64_t fencing_rejections;
     /* history of leadership changes, oldest first once full */
     struct leadership_event history[STATUS_HISTORY];
     unsigned history_len;

@@ -640,6 +640,45 @@ static void test_helpers(void **state)
     assert_false(config_is_cron_schedule("5-1 * * * *"));
 }
 
+/* fencing.enabled: on by default; the file, the variable and the flag
+ * (bare or =BOOL) turn it off or on, strongest last. */
+static void test_fencing_knob(void **state)
+{
+    struct result r;
+    const char *path = write_yaml("fence.yaml", "fencing:\n  enabled: false\n");
+    const char *file_args[] = {"--config", path, NULL};
+    const char *flag_args[] = {"--config", path, "--fencing", NULL};
+    const char *flag_off[] = {"--fencing=false", NULL};
+    const char *env_off[] = {"HIGHLANDER_FENCING=false", NULL};
+    const char *env_bad[] = {"HIGHLANDER_FENCING=maybe", NULL};
+    (void)state;
+
+    load(&r, NULL, NULL);
+    assert_int_equal(r.rc, 0);
+    assert_true(r.cfg->fencing);
+    done(&r);
+    load(&r, file_args, NULL);
+    assert_int_equal(r.rc, 0);
+    assert_false(r.cfg->fencing);
+    done(&r);
+    load(&r, flag_args, NULL);
+    assert_int_equal(r.rc, 0);
+    assert_true(r.cfg->fencing);
+    done(&r);
+    load(&r, flag_off, NULL);
+    assert_int_equal(r.rc, 0);
+    assert_false(r.cfg->fencing);
+    done(&r);
+    load(&r, NULL, env_off);
+    assert_int_equal(r.rc, 0);
+    assert_false(r.cfg->fencing);
+    done(&r);
+    load(&r, NULL, env_bad);
+    assert_int_equal(r.rc, -1);
+    assert_error(&r, "HIGHLANDER_FENCING: \"maybe\" is not a boolean");
+    done(&r);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -658,6 +697,7 @@ int main(void)
         cmocka_unit_test(test_search_path),
         cmocka_unit_test(test_masking),
         cmocka_unit_test(test_helpers),
+        cmocka_unit_test(test_fencing_knob),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
