@@ -3,19 +3,34 @@
  * Lease named highlander-<tenant> in the controller's namespace.
  *
  * Every write is a compare-and-swap on resourceVersion (a PUT of the object
- * as read, or a create).  leaseTransitions is the fencing token: each
- * acquisition raises it (above the highest token this replica has seen).
- * As client-go does, a follower judges expiry on its own monotonic clock:
- * the record is expired leaseDuration after the moment this replica last
- * saw it change, whatever its timestamps say, so skewed clocks do not
- * matter.  An informer on the one Lease notices changes at once: a cleared
- * holder (a release) makes followers try immediately.
+ * as read, or a create).  The fencing token lives in the annotation
+ * k8-highlander.io/fencing-token (a decimal string): tokens start at the
+ * wall clock in milliseconds, far beyond spec.leaseTransitions (an int32),
+ * which stays what client-go makes of it: raised by one on every
+ * acquisition.  A Lease without the annotation (an older version, another
+ * tool) reads as token = leaseTransitions.  Each acquisition sets a token
+ * strictly above both the Lease's and the floor the core passes.
+ *
+ * Absent records.  Release clears holderIdentity and never deletes, so a
+ * missing Lease was either never made or deleted by someone else (lost
+ * with its holder still leading, as far as we can tell): it is reported
+ * as absent and not vouched, and created only under LEASE_TAKE_ANY.  A
+ * Lease with an empty holder is a vouched release.  A holder is expired,
+ * as client-go judges it, leaseDuration after this replica last saw the
+ * record change (its own monotonic clock, whatever the timestamps say),
+ * so skewed clocks do not matter.  An informer on the one Lease notices
+ * changes at once: a cleared holder (a release) makes followers try
+ * immediately.
+ *
+ * The store instance is the API server's URL: a reconnection to the same
+ * server keeps what this replica knew of the Lease.
  */
 #include "highlander/informer.h"
 #include "highlander/kube.h"
 #include "highlander/lease.h"
 #include "highlander/log.h"
 
+#include <errno.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -23,6 +38,8 @@
 #include <time.h>
 
 enum k8s_op { K_NONE, K_ACQUIRE, K_RENEW, K_RELEASE, K_OBSERVE };
+
+#define TOKEN_ANNOTATION "k8-highlander.io/fencing-token"
 
 struct k8s_backend {
     struct lease_backend base;
@@ -34,6 +51,7 @@ struct k8s_backend {
     char *path;
     char *collection;
     char ns[128];
+    char instance[160];   /* "kubernetes API <server>" */
     /* what this replica saw last */
     char seen_rv[64];
     uint64_t seen_ms;
@@ -41,6 +59,7 @@ struct k8s_backend {
     enum k8s_op op;
     uint64_t token;
     uint64_t floor;
+    enum lease_take take;
     int not_ours;
     int connected;
     int closing;
@@ -76,6 +95,34 @@ static long long spec_int(json_t *lease, const char *key)
     return json_integer_value(json_object_get(json_object_get(lease, "spec"), key));
 }
 
+/* The fencing token: the annotation, else (a Lease written by an older
+ * version or another tool) leaseTransitions. */
+static uint64_t lease_token_of(json_t *lease)
+{
+    json_t *ann = json_object_get(json_object_get(lease, "metadata"), "annotations");
+    const char *s = json_string_value(json_object_get(ann, TOKEN_ANNOTATION));
+    long long tr;
+
+    if (s && *s >= '0' && *s <= '9') {
+        char *end;
+        unsigned long long v;
+
+        errno = 0;
+        v = strtoull(s, &end, 10);
+        if (errno == 0 && *end == '\0')
+            return (uint64_t)v;
+    }
+    tr = spec_int(lease, "leaseTransitions");
+    return tr > 0 ? (uint64_t)tr : 0;
+}
+
+static uint64_t lease_transitions_of(json_t *lease)
+{
+    long long tr = spec_int(lease, "leaseTransitions");
+
+    return tr > 0 ? (uint64_t)tr : 0;
+}
+
 /* Records a sighting: a new resourceVersion restarts the expiry clock. */
 static void observe(struct k8s_backend *kb, json_t *lease)
 {
@@ -104,34 +151,76 @@ static void set_connected(struct k8s_backend *kb, const struct kube_response *re
 
     if (up != kb->connected && !kb->closing) {
         kb->connected = up;
+        /* The instance first, so that the core does not treat the
+         * reconnection as a possibly forgotten store. */
+        if (up)
+            lease_backend_instance(kb->base.lease, kb->instance);
         lease_backend_store_state(kb->base.lease, up, up ? "connected" : res->err.message);
     }
 }
 
+/*
+ * Reports what the Lease shows.  lease NULL: nothing known (an error, a
+ * conflict) or no Lease at all (LEASE_ABSENT, an observed 404: not
+ * vouched).  A Lease with no live holder (released, or expired by our
+ * clock) reports holder NULL, vouched.
+ */
 static void report(struct k8s_backend *kb, enum lease_op op, enum lease_result r, json_t *lease, const char *err)
 {
     struct lease_info info = {.ttl_ms = -1, .error = err};
 
     if (lease) {
         const char *h = spec_str(lease, "holderIdentity");
-        info.holder = h && *h ? h : NULL;
-        info.token = (uint64_t)spec_int(lease, "leaseTransitions");
-        info.ttl_ms = info.holder ? remaining_ms(kb, lease) : -1;
+        int64_t left = remaining_ms(kb, lease);
+        /* An observer calls an expired holder free; acquire took it already. */
+        int live = h && *h && (op != LEASE_OP_OBSERVE || left > 0);
+        info.token = lease_token_of(lease);
+        if (live) {
+            info.holder = h;
+            info.ttl_ms = left;
+        } else {
+            info.vouched = 1;
+        }
     }
     kb->op = K_NONE;
     lease_backend_result(kb->base.lease, op, r, &info);
 }
 
-static json_t *new_lease(struct k8s_backend *kb, uint64_t transitions)
+/* The Lease held by us with token, on metadata (the object as read, with
+ * its resourceVersion as the precondition; NULL for a create). */
+static json_t *new_lease(struct k8s_backend *kb, json_t *metadata, uint64_t token, uint64_t transitions)
 {
-    char now[40];
+    char now[40], tok[24];
+    json_t *o, *md, *ann;
 
     micro_now(now, sizeof(now));
-    return json_pack("{s:s, s:s, s:{s:s, s:s, s:{s:s}}, s:{s:s, s:I, s:s, s:s, s:I}}", "apiVersion",
-                     "coordination.k8s.io/v1", "kind", "Lease", "metadata", "name", kb->name, "namespace", kb->ns,
-                     "labels", "app.kubernetes.io/managed-by", "highlander", "spec", "holderIdentity", kb->cfg->id,
-                     "leaseDurationSeconds", (json_int_t)((kb->cfg->lease_duration_ms + 999) / 1000), "acquireTime",
-                     now, "renewTime", now, "leaseTransitions", (json_int_t)transitions);
+    snprintf(tok, sizeof(tok), "%llu", (unsigned long long)token);
+    if (transitions > INT32_MAX)
+        transitions = 0; /* leaseTransitions is an int32 */
+    o = json_pack("{s:s, s:s, s:{s:s, s:I, s:s, s:s, s:I}}", "apiVersion", "coordination.k8s.io/v1", "kind",
+                  "Lease", "spec", "holderIdentity", kb->cfg->id, "leaseDurationSeconds",
+                  (json_int_t)((kb->cfg->lease_duration_ms + 999) / 1000), "acquireTime", now, "renewTime", now,
+                  "leaseTransitions", (json_int_t)transitions);
+    if (json_is_object(metadata)) {
+        md = json_deep_copy(metadata);
+    } else {
+        md = json_pack("{s:s, s:s, s:{s:s}}", "name", kb->name, "namespace", kb->ns, "labels",
+                       "app.kubernetes.io/managed-by", "highlander");
+    }
+    ann = json_object_get(md, "annotations");
+    if (!json_is_object(ann)) {
+        ann = json_object();
+        json_object_set_new(md, "annotations", ann);
+    }
+    json_object_set_new(ann, TOKEN_ANNOTATION, json_string(tok));
+    json_object_set_new(o, "metadata", md);
+    return o;
+}
+
+/* Strictly above both the Lease's token and the floor. */
+static uint64_t next_token(uint64_t current, uint64_t floor)
+{
+    return (current > floor ? current : floor) + 1;
 }
 
 /* ---- acquire -------------------------------------------------------------- */
@@ -141,12 +230,15 @@ static void acquired(void *arg, const struct kube_response *res)
     struct k8s_backend *kb = arg;
 
     set_connected(kb, res);
-    if (res->status == 200 || res->status == 201) {
+    if ((res->status == 200 || res->status == 201) && json_is_object(res->body)) {
         observe(kb, res->body);
         report(kb, LEASE_OP_ACQUIRE, LEASE_OK, res->body, NULL);
     } else if (res->status == 409) {
         /* Someone else wrote first. */
         report(kb, LEASE_OP_ACQUIRE, LEASE_HELD, NULL, NULL);
+    } else if (res->status == 404) {
+        /* Deleted between our read and our write: lost, not vouched. */
+        report(kb, LEASE_OP_ACQUIRE, LEASE_ABSENT, NULL, NULL);
     } else {
         report(kb, LEASE_OP_ACQUIRE, LEASE_ERROR, NULL, res->err.message);
     }
@@ -157,11 +249,17 @@ static void acquire_read(void *arg, const struct kube_response *res)
     struct k8s_backend *kb = arg;
     json_t *lease = res->body;
     const char *holder;
-    uint64_t next;
+    json_t *o;
 
     set_connected(kb, res);
     if (res->status == 404) {
-        json_t *o = new_lease(kb, kb->floor + 1);
+        /* We never delete the Lease: it was never made, or someone else
+         * deleted it, perhaps under a leader that still believes in it. */
+        if (kb->take != LEASE_TAKE_ANY) {
+            report(kb, LEASE_OP_ACQUIRE, LEASE_ABSENT, NULL, NULL);
+            return;
+        }
+        o = new_lease(kb, NULL, next_token(0, kb->floor), 0);
         kube_create(kb->k, kb->collection, o, acquired, kb);
         json_decref(o);
         return;
@@ -172,20 +270,22 @@ static void acquire_read(void *arg, const struct kube_response *res)
     }
     observe(kb, lease);
     holder = spec_str(lease, "holderIdentity");
-    if (holder && *holder && strcmp(holder, kb->cfg->id) != 0 && remaining_ms(kb, lease) > 0) {
-        report(kb, LEASE_OP_ACQUIRE, LEASE_HELD, lease, NULL);
+    if (holder && *holder) {
+        if (strcmp(holder, kb->cfg->id) != 0 && remaining_ms(kb, lease) > 0) {
+            report(kb, LEASE_OP_ACQUIRE, LEASE_HELD, lease, NULL);
+            return;
+        }
+        /* Ours from before, or expired by our own clock: take it. */
+    } else if (kb->take == LEASE_TAKE_NEVER) {
+        /* Released (vouched), but this replica does not know the store yet. */
+        report(kb, LEASE_OP_ACQUIRE, LEASE_ABSENT, lease, NULL);
         return;
     }
-    next = (uint64_t)spec_int(lease, "leaseTransitions");
-    if (next < kb->floor)
-        next = kb->floor;
-    {
-        /* Keep metadata (with its resourceVersion: the CAS precondition). */
-        json_t *o = new_lease(kb, next + 1);
-        json_object_set(o, "metadata", json_object_get(lease, "metadata"));
-        kube_update(kb->k, kb->path, o, acquired, kb);
-        json_decref(o);
-    }
+    /* Keep metadata (with its resourceVersion: the CAS precondition). */
+    o = new_lease(kb, json_object_get(lease, "metadata"), next_token(lease_token_of(lease), kb->floor),
+                  lease_transitions_of(lease) + 1);
+    kube_update(kb->k, kb->path, o, acquired, kb);
+    json_decref(o);
 }
 
 static void kb_acquire(struct lease_backend *b, uint64_t min_token, enum lease_take take)
@@ -194,6 +294,7 @@ static void kb_acquire(struct lease_backend *b, uint64_t min_token, enum lease_t
 
     kb->op = K_ACQUIRE;
     kb->floor = min_token;
+    kb->take = take;
     kube_get(kb->k, kb->path, acquire_read, kb);
 }
 
@@ -205,7 +306,7 @@ static int renew_mutate(void *arg, json_t *lease)
     const char *holder = spec_str(lease, "holderIdentity");
     char now[40];
 
-    if (!holder || strcmp(holder, kb->cfg->id) != 0 || (uint64_t)spec_int(lease, "leaseTransitions") != kb->token) {
+    if (!holder || strcmp(holder, kb->cfg->id) != 0 || lease_token_of(lease) != kb->token) {
         kb->not_ours = 1;
         return 1;
     }
@@ -251,12 +352,13 @@ static int release_mutate(void *arg, json_t *lease)
     const char *holder = spec_str(lease, "holderIdentity");
     char now[40];
 
-    if (!holder || strcmp(holder, rc->kb->cfg->id) != 0 || (uint64_t)spec_int(lease, "leaseTransitions") != rc->token) {
+    if (!holder || strcmp(holder, rc->kb->cfg->id) != 0 || lease_token_of(lease) != rc->token) {
         rc->not_ours = 1;
         return 1;
     }
     micro_now(now, sizeof(now));
-    /* Clearing the holder is the release; leaseTransitions stays. */
+    /* Clearing the holder is the release; the token and leaseTransitions
+     * stay, so the next token is still larger. */
     json_object_set_new(json_object_get(lease, "spec"), "holderIdentity", json_string(""));
     json_object_set_new(json_object_get(lease, "spec"), "renewTime", json_string(now));
     return 0;
@@ -301,6 +403,7 @@ static void observed(void *arg, const struct kube_response *res)
 
     set_connected(kb, res);
     if (res->status == 404) {
+        /* No Lease: free, but not vouched (see acquire_read). */
         report(kb, LEASE_OP_OBSERVE, LEASE_OK, NULL, NULL);
         return;
     }
@@ -309,10 +412,7 @@ static void observed(void *arg, const struct kube_response *res)
         return;
     }
     observe(kb, res->body);
-    if (remaining_ms(kb, res->body) == 0) {
-        report(kb, LEASE_OP_OBSERVE, LEASE_OK, NULL, NULL);
-        return;
-    }
+    /* A cleared or expired holder reads as free and vouched. */
     report(kb, LEASE_OP_OBSERVE, LEASE_OK, res->body, NULL);
 }
 
@@ -371,6 +471,7 @@ static int kb_start(struct lease_backend *b)
         return -1;
     }
     snprintf(kb->ns, sizeof(kb->ns), "%s", kb->cfg->namespace);
+    snprintf(kb->instance, sizeof(kb->instance), "kubernetes API %s", kc.server ? kc.server : "");
     kb->k = kube_client_new(kb->loop, &kc, NULL, err, sizeof(err));
     kube_config_free(&kc);
     if (kb->k == NULL) {
