@@ -508,6 +508,18 @@ void lease_backend_store_state(struct lease *l, int connected, const char *reaso
 {
     const char *lv[] = {l->cfg->cluster_name};
 
+    if (!connected && !l->store_up) {
+        /* Another failed attempt to connect: each one is logged and
+         * counted, from the very first, so a store that never came up is
+         * as visible as one that went away. */
+        const char *ev[] = {"connect", reason && strstr(reason, "timed out") ? "timeout" : "connect_error"};
+        log_warn("lease", "cannot connect to the store: %s", reason ? reason : "unknown");
+        metrics_add(l->m.db_errors, ev, 1);
+        metrics_set(l->m.cluster_health, lv, 0);
+        l->st->store_failures++;
+        status_set_str(&l->st->store_last_error, reason);
+        return;
+    }
     if (connected == l->store_up)
         return;
     l->store_up = connected;

@@ -167,6 +167,8 @@ struct redis_backend {
     int release_pending;
     void (*close_cb)(struct lease_backend *b);
     uint64_t last_members_ms;
+    uint64_t anon_instances;
+    int cmd_up;         /* the command connection answered INFO */
 };
 
 static struct redis_backend *rb_of(struct lease_backend *b)
@@ -452,20 +454,25 @@ static void info_reply(struct redis_conn *c, redisReply *r, const char *err, voi
     const char *p;
 
     (void)arg;
-    if (err != NULL || r == NULL || (r->type != REDIS_REPLY_STRING)) {
-        log_warn("redis", "%s:%d did not answer INFO: %s", c->host, c->port, err ? err : "unexpected reply");
-        if (err == NULL || strcmp(err, "connection lost") != 0)
-            redis_conn_reset(c, "no answer to INFO");
+    if (r == NULL) {
+        /* The connection failed (and is being reset): nothing to add. */
+        log_warn("redis", "%s:%d did not answer INFO: %s", c->host, c->port, err ? err : "connection lost");
         return;
     }
-    p = strstr(r->str, "run_id:");
-    if (p != NULL) {
+    p = r->type == REDIS_REPLY_STRING ? strstr(r->str, "run_id:") : NULL;
+    if (p == NULL) {
+        /* INFO refused (an ACL without it) or odd: the instance cannot be
+         * named, so every connection counts as a new one, the safe side. */
+        log_warn("redis", "%s:%d gives no run_id (%s): every reconnect is treated as a new store instance",
+                 c->host, c->port, err ? err : "no run_id in INFO");
+        snprintf(id, sizeof(id), "redis %.40s:%d connection %llu", c->host, c->port,
+                 (unsigned long long)++rb->anon_instances);
+    } else {
         size_t n = strcspn(p + 7, "\r\n");
         snprintf(id, sizeof(id), "redis run_id %.*s", (int)(n < 64 ? n : 64), p + 7);
-    } else {
-        snprintf(id, sizeof(id), "redis %.40s:%d (no run_id)", c->host, c->port);
     }
     log_info("redis", "connected to %s%s:%d", rb->sentinel ? "master " : "", c->host, c->port);
+    rb->cmd_up = 1;
     lease_backend_instance(rb->base.lease, id);
     lease_backend_store_state(rb->base.lease, 1, "connected");
 }
@@ -491,7 +498,7 @@ static void role_reply(struct redis_conn *c, redisReply *r, const char *err, voi
     }
     log_warn("redis", "%s:%d is not a master (%s); asking the sentinels again", c->host, c->port,
              err ? err : "role differs");
-    if (err == NULL || strcmp(err, "connection lost") != 0)
+    if (r != NULL) /* r == NULL: the connection is already being reset */
         redis_conn_reset(c, "not a master");
 }
 
@@ -513,7 +520,10 @@ static void cmd_state(struct redis_conn *c, int up, const char *reason)
         ask_info(c);
         return;
     }
-    log_warn("redis", "connection to %s:%d lost: %s", c->host, c->port, reason);
+    /* A failed attempt is logged (and counted) by the lease core. */
+    if (rb->cmd_up)
+        log_warn("redis", "connection to %s:%d lost: %s", c->host, c->port, reason);
+    rb->cmd_up = 0;
     lease_backend_store_state(rb->base.lease, 0, reason);
 }
 

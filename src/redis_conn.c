@@ -1,7 +1,6 @@
 /* One asynchronous Redis connection; see redis_conn.h. */
 #include "redis_conn.h"
 
-#include <hiredis/adapters/libuv.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -28,6 +27,80 @@ static void set_state(struct redis_conn *c, enum redis_conn_state s, const char 
 }
 
 static void on_timer(uv_timer_t *t);
+
+/*
+ * hiredis' event hooks on a uv_poll.  Debian's hiredis 0.14 ships a libuv
+ * adapter that returns on a poll error (status < 0) without telling
+ * hiredis, so a refused connect was only noticed at the connect timeout.
+ * This one hands an error to hiredis as readiness for the events it
+ * waits for (as hiredis 1.x's adapter does): the failed connect or read
+ * then surfaces at once through hiredis' own callbacks.
+ */
+struct uv_events {
+    redisAsyncContext *ac;
+    uv_poll_t poll;
+    int events;
+};
+
+static void ev_poll(uv_poll_t *h, int status, int events)
+{
+    struct uv_events *p = h->data;
+    int ev = status < 0 ? p->events : events;
+
+    if (p->ac != NULL && (ev & UV_READABLE))
+        redisAsyncHandleRead(p->ac);
+    if (p->ac != NULL && (ev & UV_WRITABLE))
+        redisAsyncHandleWrite(p->ac);
+}
+
+static void ev_update(struct uv_events *p, int add, int flag)
+{
+    p->events = add ? (p->events | flag) : (p->events & ~flag);
+    if (p->events)
+        uv_poll_start(&p->poll, p->events, ev_poll);
+    else
+        uv_poll_stop(&p->poll);
+}
+
+static void ev_add_read(void *d) { ev_update(d, 1, UV_READABLE); }
+static void ev_del_read(void *d) { ev_update(d, 0, UV_READABLE); }
+static void ev_add_write(void *d) { ev_update(d, 1, UV_WRITABLE); }
+static void ev_del_write(void *d) { ev_update(d, 0, UV_WRITABLE); }
+
+static void ev_closed(uv_handle_t *h)
+{
+    free(h->data);
+}
+
+static void ev_cleanup(void *d)
+{
+    struct uv_events *p = d;
+
+    p->ac = NULL; /* the context is being freed */
+    uv_close((uv_handle_t *)&p->poll, ev_closed);
+}
+
+static int ev_attach(redisAsyncContext *ac, uv_loop_t *loop)
+{
+    struct uv_events *p;
+
+    if (ac->ev.data != NULL)
+        return REDIS_ERR;
+    p = xcalloc(1, sizeof(*p));
+    if (uv_poll_init(loop, &p->poll, ac->c.fd) != 0) {
+        free(p);
+        return REDIS_ERR;
+    }
+    p->poll.data = p;
+    p->ac = ac;
+    ac->ev.data = p;
+    ac->ev.addRead = ev_add_read;
+    ac->ev.delRead = ev_del_read;
+    ac->ev.addWrite = ev_add_write;
+    ac->ev.delWrite = ev_del_write;
+    ac->ev.cleanup = ev_cleanup;
+    return REDIS_OK;
+}
 
 void redis_conn_init(struct redis_conn *c, uv_loop_t *loop, const char *name, uint64_t timeout_ms)
 {
@@ -245,7 +318,7 @@ static void do_connect(struct redis_conn *c, const char *ip)
     }
     ac->data = c;
     c->ac = ac;
-    if (redisLibuvAttach(ac, c->loop) != REDIS_OK) {
+    if (ev_attach(ac, c->loop) != REDIS_OK) {
         c->ac = NULL;
         redisAsyncFree(ac);
         went_down(c, "cannot attach to the loop");

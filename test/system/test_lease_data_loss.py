@@ -70,8 +70,8 @@ def test_lock_deleted_or_flushed_by_another_client(controller_factory):
         for how in (("DEL", KEY), ("FLUSHALL",)):
             before = token_of(leader)
             time.sleep(0.5)
+            gone = mono_ns()  # before: the record cannot vanish earlier
             redis.cmd(*how)
-            gone = mono_ns()
             leader = wait_new_leader(cl, gone)
             new = starts_after(cl.log_path, gone)
             assert new, "nobody leads again after %s" % how[0]

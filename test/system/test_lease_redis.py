@@ -2,11 +2,14 @@
 handover, self-fencing, store outages and tenants.  Every test ends with
 the overlap checker on the replicas' leadership logs."""
 import json
+import re
+import socket
 import signal
 import time
 
 import pytest
 
+from conftest import free_port
 from lease_helpers import (LEASE_S, RENEW_DEADLINE_S, Cluster, RedisServer, check_no_overlap, mono_ns,
                            read_intervals)
 
@@ -191,3 +194,36 @@ def test_acl_username_and_database_index(controller_factory):
         assert "hl-pass" not in c.log()
     finally:
         r.stop()
+
+
+def test_unreachable_store_is_logged_and_counted_from_the_first_attempt(controller_factory):
+    """Nothing listens: every failed connect is a warning, a failure in
+    /api/dbinfo and a db_errors_total{operation="connect"} sample."""
+    port = free_port()
+    c = controller_factory(env={"HIGHLANDER_REDIS_ADDR": "127.0.0.1:%d" % port})
+    time.sleep(1.5)
+    db = c.get_json("/api/dbinfo")[1]["data"]
+    assert db["connected"] is False and db["failures"] >= 2, db
+    assert db["lastError"], db
+    assert c.log().count("cannot connect to the store") >= 2, c.log()[-2000:]
+    text = c.get("/metrics")[2].decode()
+    assert re.search(r'k8_highlander_db_errors_total\{operation="connect",error_type="connect_error"\} [1-9]', text)
+    assert c.get("/readyz")[0] == 503
+
+
+def test_silent_peer_is_not_a_connected_store(controller_factory):
+    """A proxy in front of a dead Redis accepts and never answers: the store
+    is not connected (INFO never answers), and that is counted."""
+    srv = socket.socket()
+    srv.bind(("127.0.0.1", 0))
+    srv.listen(64)
+    try:
+        c = controller_factory(env={"HIGHLANDER_REDIS_ADDR": "127.0.0.1:%d" % srv.getsockname()[1]})
+        time.sleep(2.5)  # past one command timeout (1 s)
+        db = c.get_json("/api/dbinfo")[1]["data"]
+        assert db["connected"] is False, db
+        assert db["failures"] >= 1 and "timed out" in (db["lastError"] or ""), db
+        assert c.get("/readyz")[0] == 503
+        assert "lease: store connected" not in c.log()
+    finally:
+        srv.close()
