@@ -210,10 +210,10 @@ static int apply_redis_url(struct merged *m, const char *url, const char *origin
         return 0;
     }
     p = url + 8;
-    slash = strchr(p, '/');
+    /* The userinfo ends at the last '@': a password may hold '/' or '@'
+     * unescaped, a host or a database number never does. */
     at = strrchr(p, '@');
-    if (at != NULL && slash != NULL && at > slash)
-        at = NULL;
+    slash = strchr(at ? at + 1 : p, '/');
     if (at != NULL) {
         const char *colon;
         userinfo = xstrndup(p, (size_t)(at - p));

@@ -7,66 +7,111 @@
 #include "highlander/duration.h"
 
 #include <jansson.h>
+#include <libpq-fe.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 
 #define MASK "****"
 
-char *config_mask_url(const char *url)
+/* A libpq option whose value is a secret (or leads to one). */
+static int pg_secret_option(const char *keyword)
 {
-    const char *scheme, *at, *colon, *rest;
+    return strstr(keyword, "password") != NULL || strcmp(keyword, "passfile") == 0;
+}
+
+/* Appends v in libpq keyword syntax: quoted when it has to be. */
+static void pg_quote(struct buf *b, const char *v)
+{
+    if (*v && strpbrk(v, " \t\n\r\f\v'\\") == NULL) {
+        buf_puts(b, v);
+        return;
+    }
+    buf_puts(b, "'");
+    for (; *v; v++) {
+        if (*v == '\'' || *v == '\\')
+            buf_puts(b, "\\");
+        buf_append(b, v, 1);
+    }
+    buf_puts(b, "'");
+}
+
+/*
+ * A PostgreSQL connection string as libpq itself reads it (URL with
+ * userinfo, query parameters, percent escapes; keyword form with any
+ * spacing and quoting), printed back in keyword form with every secret
+ * option masked.  What libpq cannot parse is not printed at all: its
+ * error messages quote the offending text, which may be the password.
+ */
+static char *mask_pg(const char *conninfo)
+{
+    PQconninfoOption *opts, *o;
+    char *err = NULL;
     struct buf b;
 
-    if (url == NULL)
-        return NULL;
-    scheme = strstr(url, "://");
-    if (scheme == NULL) {
-        /* libpq key=value form: mask the value of password=. */
-        const char *pw = strstr(url, "password=");
-        if (pw == NULL)
-            return xstrdup(url);
-        buf_init(&b);
-        buf_append(&b, url, (size_t)(pw - url) + 9);
-        buf_puts(&b, MASK);
-        rest = pw + 9;
-        if (*rest == '\'') {
-            rest++;
-            while (*rest && *rest != '\'')
-                rest += (*rest == '\\' && rest[1]) ? 2 : 1;
-            if (*rest)
-                rest++;
-        } else {
-            while (*rest && *rest != ' ')
-                rest++;
-        }
-        buf_puts(&b, rest);
-        return buf_steal(&b);
+    opts = PQconninfoParse(conninfo, &err);
+    if (opts == NULL) {
+        PQfreemem(err);
+        return xasprintf("(unreadable connection string, %zu bytes)", strlen(conninfo));
     }
-    rest = scheme + 3;
-    at = strchr(rest, '@');
-    {
-        const char *slash = strchr(rest, '/');
-        if (at == NULL || (slash && slash < at))
-            return xstrdup(url);
-    }
-    colon = memchr(rest, ':', (size_t)(at - rest));
     buf_init(&b);
-    if (colon == NULL && strncmp(url, "redis", 5) != 0) {
-        /* postgres://user@host: a user name alone is no secret. */
-        buf_puts(&b, url);
-        return buf_steal(&b);
+    for (o = opts; o->keyword; o++) {
+        if (o->val == NULL)
+            continue;
+        if (b.len)
+            buf_puts(&b, " ");
+        buf_puts(&b, o->keyword);
+        buf_puts(&b, "=");
+        if (pg_secret_option(o->keyword))
+            buf_puts(&b, MASK);
+        else
+            pg_quote(&b, o->val);
     }
-    if (colon == NULL) {
-        /* user@host: the single userinfo part may be a password (redis). */
-        buf_append(&b, url, (size_t)(rest - url));
-        buf_puts(&b, MASK);
-    } else {
-        buf_append(&b, url, (size_t)(colon - url) + 1);
-        buf_puts(&b, MASK);
-    }
+    PQconninfoFree(opts);
+    PQfreemem(err);
+    return buf_steal(&b);
+}
+
+/*
+ * redis://[user:]password@host:port/db.  The userinfo ends at the last
+ * '@' (a password may hold '/', '@' or ':' unescaped; a host never holds
+ * '@'); everything after the user name's ':' is masked, and a userinfo
+ * without ':' is the password alone, as redis-cli reads it.
+ */
+static char *mask_redis(const char *url)
+{
+    const char *rest = strstr(url, "://") + 3;
+    const char *at = strrchr(rest, '@');
+    const char *colon;
+    struct buf b;
+
+    if (at == NULL)
+        return xstrdup(url);
+    buf_init(&b);
+    colon = memchr(rest, ':', (size_t)(at - rest));
+    buf_append(&b, url, (size_t)((colon ? colon + 1 : rest) - url));
+    buf_puts(&b, MASK);
     buf_puts(&b, at);
     return buf_steal(&b);
+}
+
+char *config_mask_url(const char *url)
+{
+    if (url == NULL)
+        return NULL;
+    if (strncmp(url, "redis://", 8) == 0 || strncmp(url, "rediss://", 9) == 0)
+        return mask_redis(url);
+    if (strstr(url, "://") != NULL || strchr(url, '=') != NULL)
+        return mask_pg(url);
+    if (strchr(url, '@') != NULL) {
+        /* host:port with credentials in front of it, without a scheme */
+        struct buf b;
+        buf_init(&b);
+        buf_puts(&b, MASK);
+        buf_puts(&b, strrchr(url, '@'));
+        return buf_steal(&b);
+    }
+    return xstrdup(url); /* a plain host:port */
 }
 
 static int secret_like(const char *key)
@@ -267,7 +312,11 @@ char *config_dump(const struct config *c)
     json_object_set_new(o, "remainsFollower", json_boolean(c->remains_follower));
     json_object_set_new(o, "storageType", json_string(storage_type_name(c->storage_type)));
     redis = json_object();
-    set_str(redis, "addr", c->redis_addr);
+    if (c->redis_addr) {
+        char *addr = config_mask_url(c->redis_addr);
+        set_str(redis, "addr", addr);
+        free(addr);
+    }
     set_str(redis, "username", c->redis_username);
     if (c->redis_password)
         json_object_set_new(redis, "password", json_string(MASK));

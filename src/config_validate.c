@@ -6,6 +6,7 @@
 #include "highlander/config.h"
 #include "highlander/duration.h"
 
+#include <libpq-fe.h>
 #include <ctype.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -451,8 +452,11 @@ void config_validate(const struct config *c, struct config_errors *errs)
         config_errors_add(errs, "namespace: \"%s\" is not a valid namespace", c->namespace);
     if (c->id && strlen(c->id) > 253)
         config_errors_add(errs, "id: longer than 253 characters");
-    if (c->storage_type == STORAGE_REDIS && c->sentinel_master == NULL && !valid_host_port(c->redis_addr))
-        config_errors_add(errs, "redis.addr: \"%s\" is not host:port", c->redis_addr ? c->redis_addr : "");
+    if (c->storage_type == STORAGE_REDIS && c->sentinel_master == NULL && !valid_host_port(c->redis_addr)) {
+        char *shown = config_mask_url(c->redis_addr ? c->redis_addr : "");
+        config_errors_add(errs, "redis.addr: \"%s\" is not host:port", shown);
+        free(shown);
+    }
     if ((c->sentinel_master != NULL) != (c->sentinel_addrs_count != 0))
         config_errors_add(errs, "redis.sentinel: masterName and addrs go together");
     for (unsigned i = 0; i < c->sentinel_addrs_count; i++)
@@ -462,6 +466,17 @@ void config_validate(const struct config *c, struct config_errors *errs)
         strncmp(c->database_url, "postgres://", 11) != 0 && strncmp(c->database_url, "postgresql://", 13) != 0 &&
         strchr(c->database_url, '=') == NULL)
         config_errors_add(errs, "databaseURL: not a PostgreSQL URL (postgres://...) or key=value string");
+    else if (c->storage_type == STORAGE_DB && c->database_url && *c->database_url) {
+        char *err = NULL;
+        PQconninfoOption *opts = PQconninfoParse(c->database_url, &err);
+        /* libpq's message quotes the offending text, which may be the
+         * password: say what is wrong without it. */
+        if (opts == NULL)
+            config_errors_add(errs, "databaseURL: libpq cannot read it (a bad percent escape, an unclosed quote or an "
+                              "unknown option; its own message is not shown since it may quote the password)");
+        PQconninfoFree(opts);
+        PQfreemem(err);
+    }
     if (c->cluster_name && !config_is_dns1123_subdomain(c->cluster_name))
         config_errors_add(errs, "cluster.name: \"%s\" is not a valid name", c->cluster_name);
     if (w == NULL)

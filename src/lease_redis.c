@@ -632,11 +632,17 @@ static int rb_start(struct lease_backend *b)
 
     if (!rb->sentinel &&
         split_host_port(rb->cfg->redis_addr, rb->addr_host, sizeof(rb->addr_host), &rb->addr_port) != 0) {
-        log_error("redis", "redis.addr %s is not host:port", rb->cfg->redis_addr);
+        char *shown = config_mask_url(rb->cfg->redis_addr);
+        log_error("redis", "redis.addr %s is not host:port", shown);
+        free(shown);
         return -1;
     }
-    snprintf(masked, sizeof(masked), "%s/%d%s", rb->cfg->redis_addr, rb->cfg->redis_db,
-             rb->cfg->redis_password ? " (password set)" : "");
+    {
+        char *shown = config_mask_url(rb->cfg->redis_addr);
+        snprintf(masked, sizeof(masked), "%s/%d%s", shown, rb->cfg->redis_db,
+                 rb->cfg->redis_password ? " (password set)" : "");
+        free(shown);
+    }
     if (rb->sentinel) {
         log_info("redis", "lease store: sentinel master %s (%u sentinels), key %s", rb->cfg->sentinel_master,
                  rb->cfg->sentinel_addrs_count, rb->key);

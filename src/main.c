@@ -136,7 +136,9 @@ int main(int argc, char **argv)
     app_add_module(app, &m);
 
     if (cfg->storage_type == STORAGE_REDIS) {
-        char *addr = xasprintf("redis://%s/%d", cfg->redis_addr, cfg->redis_db);
+        char *shown = config_mask_url(cfg->redis_addr);
+        char *addr = xasprintf("redis://%s/%d", shown, cfg->redis_db);
+        free(shown);
         status_set_str(&status.store_address, addr);
         free(addr);
         lease = lease_new(&loop, cfg, &status, metrics, lease_redis_new(&loop, cfg));

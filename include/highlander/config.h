@@ -288,7 +288,11 @@ char *config_dump(const struct config *c);
 struct json_t;
 struct json_t *config_workload_to_json(enum workload_type type, const struct workload_spec *w);
 
-/* Returns a copy of url with any password replaced by "****". */
+/* The one way a store address is printed (logs, status, dbinfo, dashboard,
+ * --check-config, errors): a PostgreSQL connection string is parsed by
+ * libpq and printed back in keyword form with every password-like option
+ * as "****" (unparseable input is not printed); a redis:// URL has its
+ * password masked.  The caller frees the result. */
 char *config_mask_url(const char *url);
 
 const char *workload_type_name(enum workload_type t);

@@ -16,7 +16,7 @@ total=0
 for t in "$@"; do
     bin=$out/fuzz_$t
     # shellcheck disable=SC2086
-    $CC $FLAGS -o "$bin" "test/fuzz/fuzz_$t.c" $LIBSRC -lcyaml -lyaml -ljansson -lcurl -luv
+    $CC $FLAGS -o "$bin" "test/fuzz/fuzz_$t.c" $LIBSRC -lcyaml -lyaml -ljansson -lcurl -luv -lpq
     mkdir -p "$out/corpus-$t"
     cp -n test/fuzz/corpus/"$t"/* "$out/corpus-$t/" 2>/dev/null || true
     echo "fuzz $t: ${seconds}s"

@@ -39,7 +39,7 @@ def test_check_config_masks_secrets():
     assert doc["redis"]["password"] == "****"
     assert doc["redis"]["addr"] == "r:1"
     assert doc["redis"]["db"] == 2
-    assert doc["databaseURL"] == "postgres://u:****@h/d"
+    assert doc["databaseURL"] == "user=u password=**** dbname=d host=h"
     for secret in ("pw-flag-123", "pw-file", "dbsecret", "tok-456"):
         assert secret not in out and secret not in err
 

@@ -600,23 +600,53 @@ static void test_masking(void **state)
     assert_null(strstr(dump, "filepw"));
     assert_null(strstr(dump, "dbpw"));
     assert_null(strstr(dump, "supersecrettoken"));
-    assert_non_null(strstr(dump, "postgres://user:****@db:5432/x"));
+    assert_non_null(strstr(dump, "user=user password=**** dbname=x host=db port=5432"));
     assert_non_null(strstr(dump, "\"password\": \"****\""));
     free(dump);
     done(&r);
 
-    m = config_mask_url("postgres://u:p@h/d");
-    assert_string_equal(m, "postgres://u:****@h/d");
-    free(m);
-    m = config_mask_url("host=h password='a b' user=u");
-    assert_string_equal(m, "host=h password=**** user=u");
-    free(m);
-    m = config_mask_url("redis://secret@h:1");
-    assert_string_equal(m, "redis://****@h:1");
-    free(m);
-    m = config_mask_url("postgres://h/d");
-    assert_string_equal(m, "postgres://h/d");
-    free(m);
+    {
+        /* Every spelling libpq accepts, and the ones it refuses. */
+        static const struct {
+            const char *in, *out;
+        } cases[] = {
+            {"postgres://u:SECRET1@h/d", "user=u password=**** dbname=d host=h"},
+            {"postgresql://u:SECRET1@h:5433/d?sslmode=disable", "user=u password=**** dbname=d host=h port=5433 sslmode=disable"},
+            {"postgres://u@h/d?password=SECRET1", "user=u password=**** dbname=d host=h"},
+            {"postgres://h/d?pass%77ord=SECRET1", "password=**** dbname=d host=h"},
+            {"postgres://u:SEC%52ET1@h/d", "user=u password=**** dbname=d host=h"},
+            {"postgres://u@h/d?passfile=/run/SECRET1", "user=u passfile=**** dbname=d host=h"},
+            {"postgres://u@h/d?sslpassword=SECRET1", "user=u dbname=d host=h sslpassword=****"},
+            {"host=h password=SECRET1 user=u", "user=u password=**** host=h"},
+            {"host=h password = SECRET1 user=u", "user=u password=**** host=h"},
+            {"host=h password='SECRET1 x' user=u", "user=u password=**** host=h"},
+            {"host=h password = 'SE\\CR\\'ET1' user=u", "user=u password=**** host=h"},
+            {"password=SECRET1", "password=****"},
+            {"host=h\tpassword=SECRET1", "password=**** host=h"},
+            {"postgres://u:SECRET1%zz@h/d", "(unreadable connection string, 27 bytes)"},
+            {"host=h password='SECRET1", "(unreadable connection string, 24 bytes)"},
+            {"nonsense SECRET1", "(unreadable connection string, 16 bytes)"},
+            {"host='my db' dbname=x", "dbname=x host='my db'"},
+            {"postgres://h/d", "dbname=d host=h"},
+            {"redis://SECRET1@h:1", "redis://****@h:1"},
+            {"redis://user:SECRET1@h:1/2", "redis://user:****@h:1/2"},
+            {"redis://user:SE/CR@ET1@h:1/2", "redis://user:****@h:1/2"},
+            {"redis://h:1/2", "redis://h:1/2"},
+        };
+        for (size_t i = 0; i < ARRAY_SIZE(cases); i++) {
+            m = config_mask_url(cases[i].in);
+            assert_non_null(m);
+            if (strstr(m, "SECRET1") || strstr(m, "SECRET") || strstr(m, "ET1")) {
+                print_error("leaked: %s -> %s\n", cases[i].in, m);
+                fail();
+            }
+            if (cases[i].out && strcmp(m, cases[i].out) != 0) {
+                print_error("%s -> %s (want %s)\n", cases[i].in, m, cases[i].out);
+                fail();
+            }
+            free(m);
+        }
+    }
 }
 
 static void test_helpers(void **state)
