@@ -111,7 +111,9 @@ char *config_mask_url(const char *url)
         buf_puts(&b, strrchr(url, '@'));
         return buf_steal(&b);
     }
-    return xstrdup(url); /* a plain host:port */
+    if (url[strspn(url, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789.-_:[]")] == '\0')
+        return xstrdup(url); /* a plain host:port */
+    return xasprintf("(unreadable address, %zu bytes)", strlen(url));
 }
 
 static int secret_like(const char *key)

@@ -625,7 +625,7 @@ static void test_masking(void **state)
             {"host=h\tpassword=SECRET1", "password=**** host=h"},
             {"postgres://u:SECRET1%zz@h/d", "(unreadable connection string, 27 bytes)"},
             {"host=h password='SECRET1", "(unreadable connection string, 24 bytes)"},
-            {"nonsense SECRET1", "(unreadable connection string, 16 bytes)"},
+            {"nonsense SECRET1", "(unreadable address, 16 bytes)"}, {"127.0.0.1:5432", "127.0.0.1:5432"}, {"u:SECRET1@h:1", "****@h:1"},
             {"host='my db' dbname=x", "dbname=x host='my db'"},
             {"postgres://h/d", "dbname=d host=h"},
             {"redis://SECRET1@h:1", "redis://****@h:1"},
