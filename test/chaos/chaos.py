@@ -494,34 +494,101 @@ class PgStore(Store):
         self.pg.destroy()
 
 
+class Kube:
+    """A control plane of test/cluster/cluster.sh, enough of it for faults:
+    kubectl, and kill -9 / start of kube-apiserver (etcd keeps the data)."""
+    VERSION = os.environ.get("K8S_VERSION", "v1.36.3")
+    CACHE = os.environ.get("HIGHLANDER_CACHE", os.path.expanduser("~/.cache/highlander"))
+    BIN = os.path.join(CACHE, "k8s-" + VERSION, "bin")
+
+    def __init__(self, kubeconfig):
+        self.kubeconfig = kubeconfig
+        self.dir = os.path.dirname(kubeconfig)
+        self.pidfile = os.path.join(self.dir, "pids", "kube-apiserver.pid")
+        self.argv = self.cwd = None
+
+    def kubectl(self, *args, timeout=60):
+        return subprocess.run([os.path.join(self.BIN, "kubectl"), "--kubeconfig", self.kubeconfig] + list(args),
+                              capture_output=True, timeout=timeout)
+
+    def ready(self):
+        try:
+            return self.kubectl("get", "--raw", "/readyz", timeout=5).returncode == 0
+        except subprocess.TimeoutExpired:
+            return False
+
+    def stop_apiserver(self):
+        pid = int(open(self.pidfile).read().strip())
+        if self.argv is None:
+            self.argv = open("/proc/%d/cmdline" % pid, "rb").read().split(b"\0")[:-1]
+            self.cwd = os.readlink("/proc/%d/cwd" % pid)
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        wait_until(lambda: not os.path.exists("/proc/%d" % pid) or
+                   open("/proc/%d/stat" % pid).read().split()[2] == "Z", 10)
+        port = int([a for a in self.argv if a.startswith(b"--secure-port=")][0].split(b"=")[1])
+
+        def port_free():
+            with socket.socket() as s:
+                return s.connect_ex(("127.0.0.1", port)) != 0
+        wait_until(port_free, 10)
+
+    def start_apiserver(self):
+        logf = open(os.path.join(self.dir, "logs", "kube-apiserver.log"), "ab")
+        for _ in range(5):
+            p = subprocess.Popen(self.argv, cwd=self.cwd, stdout=logf, stderr=subprocess.STDOUT,
+                                 start_new_session=True)
+            with open(self.pidfile, "w") as f:
+                f.write(str(p.pid))
+            time.sleep(0.5)
+            if p.poll() is None:
+                break
+            time.sleep(0.5)  # the port was not free yet
+        logf.close()
+        if not wait_until(self.ready, 60, 0.1):
+            raise RuntimeError("kube-apiserver did not become ready")
+
+
 class LeaseStore(Store):
-    """The Kubernetes Lease store, on the local control plane of
-    test/cluster/cluster.sh (used only when it is already up)."""
+    """The Kubernetes Lease store on a control plane of its own (cluster
+    hl-chaos, one fake node), so that restarting kube-apiserver never
+    disturbs a cluster other tests use.  Needs the cached control-plane
+    binaries (test/cluster/build.sh); this harness never builds them."""
     name = "lease"
     share = 0.5
+    CLUSTER = os.environ.get("CHAOS_KWOK_CLUSTER", "hl-chaos")
     kinds = REPLICA_KINDS + PROXY_KINDS + ["apiserver-restart", "lease-deleted", "outage-fresh-replica"]
 
-    @staticmethod
-    def available():
-        try:
-            p = subprocess.run(["bash", os.path.join(ROOT, "test/cluster/cluster.sh"), "env"],
-                               capture_output=True, timeout=60)
-        except (OSError, subprocess.TimeoutExpired):
-            return None
-        lines = p.stdout.decode().strip().splitlines()
-        if p.returncode != 0 or not lines or not lines[-1].startswith("KUBECONFIG="):
-            return None
-        return lines[-1].split("=", 1)[1]
+    @classmethod
+    def available(cls):
+        for b in ("kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubectl", "etcd", "kwok",
+                  "kwokctl"):
+            if not os.access(os.path.join(Kube.BIN, b), os.X_OK):
+                return None
+        return Kube.BIN
+
+    def cluster_env(self):
+        e = dict(os.environ)
+        e.update({"HIGHLANDER_KWOK_CLUSTER": self.CLUSTER, "HIGHLANDER_CLUSTER_NODES": "1"})
+        return e
 
     def setup(self):
-        sys.path.insert(0, os.path.join(ROOT, "test/system"))
-        import conftest  # noqa: the Kube helper (kubectl, apiserver restart)
-        kc = self.available()
-        if not kc:
-            raise RuntimeError("no local control plane")
-        self.kube = conftest.Kube(kc)
-        self.ns = "chaos-%d" % os.getpid()
-        self.kube.namespace(self.ns)
+        self.up = True
+        p = subprocess.run(["bash", os.path.join(ROOT, "test/cluster/cluster.sh"), "up"], capture_output=True,
+                           timeout=600, env=self.cluster_env())
+        lines = p.stdout.decode().strip().splitlines()
+        if p.returncode != 0 or not lines or not lines[-1].startswith("KUBECONFIG="):
+            raise RuntimeError("cluster-up failed: " + p.stderr.decode()[-2000:])
+        kc = lines[-1].split("=", 1)[1]
+        self.kube = Kube(kc)
+        self.ns = "chaos"
+        # The workload CRDs, so the controllers' informers do not retry forever.
+        self.kube.kubectl("apply", "-f", os.path.join(ROOT, "manifests/crds.yaml"))
+        self.kube.kubectl("wait", "--for=condition=Established", "crd", "--all", "--timeout=60s", timeout=90)
+        self.kube.kubectl("delete", "namespace", self.ns, "--ignore-not-found", "--wait=true", timeout=120)
+        self.kube.kubectl("create", "namespace", self.ns)
         import re
         with open(kc) as f:
             text = f.read()
@@ -546,11 +613,13 @@ class LeaseStore(Store):
     def inject(self, kind, p, ldr):
         run = self.run
         if kind == "apiserver-restart":
-            self.kube.restart_apiserver(down_seconds=p["dur"])
+            # kill -9 of kube-apiserver; etcd keeps the Lease.
+            self.kube.stop_apiserver()
+            time.sleep(p["dur"])
+            self.kube.start_apiserver()
             return mono_ns(), BOUND_S
         if kind == "lease-deleted":
-            self.kube.kubectl("-n", self.ns, "delete", "lease", "highlander-" + TENANT, "--ignore-not-found",
-                              check=False)
+            self.kube.kubectl("-n", self.ns, "delete", "lease", "highlander-" + TENANT, "--ignore-not-found")
             return mono_ns(), BOUND_LOSS_S
         if kind == "outage-fresh-replica":
             slot = run.pick_follower(p["pick"], ldr)
@@ -563,8 +632,18 @@ class LeaseStore(Store):
         return run.inject_common(kind, p, ldr, self)
 
     def teardown(self):
-        self.proxy.stop()
-        self.kube.kubectl("delete", "namespace", self.ns, "--ignore-not-found", "--wait=false", check=False)
+        if not getattr(self, "up", False):
+            return
+        self.up = False
+        if getattr(self, "proxy", None):
+            self.proxy.stop()
+        try:
+            logs = os.path.join(self.kube.dir, "logs")
+            shutil.copytree(logs, os.path.join(self.run.dir, "cluster-logs"), dirs_exist_ok=True)
+        except (OSError, AttributeError):
+            pass
+        subprocess.run(["bash", os.path.join(ROOT, "test/cluster/cluster.sh"), "down"], capture_output=True,
+                       timeout=300, env=self.cluster_env())
 
 
 STORES = {"redis": RedisStore, "sentinel": SentinelStore, "db": PgStore, "lease": LeaseStore}
@@ -656,6 +735,17 @@ class Run:
         self.faults_f = open(os.path.join(dir, "faults.jsonl"), "w")
         self.crashes_f = open(os.path.join(dir, "crashes.jsonl"), "w")
         self.crashes = 0
+        self.rescues = 0
+        self.rescues_f = open(os.path.join(dir, "rescues.jsonl"), "w")
+
+    def record_rescue(self, i, kind):
+        st = {}
+        for r in self.slots:
+            if r is not None:
+                with open(r.logf.name, "rb") as f:
+                    st[r.rid] = f.read()[-1200:].decode(errors="replace")
+        self.rescues_f.write(json.dumps({"at_ns": mono_ns(), "after_fault": i, "kind": kind, "log_tails": st}) + "\n")
+        self.rescues_f.flush()
 
     def record(self, d):
         self.faults_f.write(json.dumps(d) + "\n")
@@ -788,8 +878,17 @@ class Run:
             done += 1
             self.ensure_alive()
             if not self.wait_leader(BOUND_LOSS_S + 15):
-                log("%s: fault %d (%s): no single leader %.0f s after it" % (self.store.name, i, kind,
-                                                                             BOUND_LOSS_S + 15))
+                # Stuck: recorded (the window stays leaderless, so it is a
+                # recovery miss too), then every replica is restarted so the
+                # campaign can go on.
+                self.rescues += 1
+                log("%s: fault %d (%s): no single leader %.0f s after it; restarting every replica (rescue %d)"
+                    % (self.store.name, i, kind, BOUND_LOSS_S + 15, self.rescues))
+                self.record_rescue(i, kind)
+                for slot in range(N_REPLICAS):
+                    self.kill_slot(slot)
+                    self.start_slot(slot)
+                self.wait_leader(BOUND_LOSS_S + 15)
             if done % 25 == 0:
                 log("%s: %d faults done (%.0f s)" % (self.store.name, done, time.monotonic() - t0))
         self.record({"kind": "end", "inject_ns": mono_ns()})
@@ -850,7 +949,7 @@ def print_table(results):
     print("=" * 100)
     hdr = "%-9s %-30s %6s %8s %7s %7s %8s %8s" % ("store", "fault", "count", "overlaps", "tokens", "misses",
                                                   "rec p50", "rec max")
-    tot = {"faults": 0, "overlaps": 0, "tokens": 0, "misses": 0, "gaps": [], "errors": 0, "crashes": 0}
+    tot = {"faults": 0, "overlaps": 0, "tokens": 0, "misses": 0, "gaps": [], "errors": 0, "crashes": 0, "rescues": 0}
     for s, res in results.items():
         if "error" in res:
             print("%-9s ERROR: %s" % (s, res["error"]))
@@ -864,10 +963,11 @@ def print_table(results):
         g = a["gaps_s"]
         misses = sum(1 for x in a["recovery"] if x["miss"])
         print("%-9s faults %d in %.0f s | overlaps %d | token regressions/repeats %d | leaderless (n=%d) "
-              "p50 %s p99 %s max %s s | recovery bound misses %d | log errors %d | lives %d | replica crashes %d"
+              "p50 %s p99 %s max %s s | recovery bound misses %d | log errors %d | lives %d | replica crashes %d | "
+              "rescues %d"
               % (s, len(a["faults"]), res["seconds"], len(a["overlaps"]), len(a["tokens"]), len(g),
                  fmt(checker.pct(g, 50)), fmt(checker.pct(g, 99)), fmt(max(g) if g else None), misses,
-                 len(a["errors"]), a["lives"], res.get("crashes", 0)))
+                 len(a["errors"]), a["lives"], res.get("crashes", 0), res.get("rescues", 0)))
         for o in a["overlaps"][:5]:
             print("   overlap %.1f ms: %s / %s" % (o["ms"] or -1, o["earlier"], o["later"]))
         for t in a["tokens"][:5]:
@@ -882,11 +982,16 @@ def print_table(results):
         tot["gaps"] += g
         tot["errors"] += len(a["errors"])
         tot["crashes"] += res.get("crashes", 0)
+        tot["rescues"] += res.get("rescues", 0)
     g = tot["gaps"]
     print("TOTAL     faults %d | overlaps %d | token regressions/repeats %d | leaderless (n=%d) p50 %s p99 %s "
-          "max %s s | recovery bound misses %d | log errors %d | replica crashes %d"
+          "max %s s | recovery bound misses %d | log errors %d | replica crashes %d | rescues %d"
           % (tot["faults"], tot["overlaps"], tot["tokens"], len(g), fmt(checker.pct(g, 50)),
-             fmt(checker.pct(g, 99)), fmt(max(g) if g else None), tot["misses"], tot["errors"], tot["crashes"]))
+             fmt(checker.pct(g, 99)), fmt(max(g) if g else None), tot["misses"], tot["errors"], tot["crashes"],
+             tot["rescues"]))
+    if tot["rescues"]:
+        print("WARNING: %d time(s) no leader emerged %.0f s after a fault and every replica was restarted "
+              "(rescues.jsonl)" % (tot["rescues"], BOUND_LOSS_S + 15))
     if tot["crashes"]:
         print("WARNING: %d replica(s) exited by themselves (crashes.jsonl in each store's directory)"
               % tot["crashes"])
@@ -910,7 +1015,7 @@ def run_one(args):
     try:
         run = Run(store_cls, args.bin, rundir, args.seed, args.faults, args.max_seconds)
         done, secs = run.execute()
-        res.update({"faults_run": done, "seconds": secs, "crashes": run.crashes})
+        res.update({"faults_run": done, "seconds": secs, "crashes": run.crashes, "rescues": run.rescues})
     except BaseException as e:
         res.update({"error": "%s: %s" % (type(e).__name__, e), "faults_run": 0,
                     "trace": traceback.format_exc()})
@@ -957,8 +1062,8 @@ def main():
         if s not in STORES:
             ap.error("unknown store %s (known: %s)" % (s, ", ".join(STORES)))
     if "lease" in stores and not args.plan and not LeaseStore.available():
-        log("lease store SKIPPED: the local control plane is not running "
-            "(start it with `make cluster-up`; this harness never builds it)")
+        log("lease store SKIPPED: the control-plane binaries are not in %s (test/cluster/build.sh makes "
+            "them; this harness never builds them)" % Kube.BIN)
         stores.remove("lease")
     counts = split(args.faults, stores) if stores else {}
     if args.plan:

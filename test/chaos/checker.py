@@ -29,6 +29,7 @@ Rules
 
 Usage: checker.py RUNDIR   (a store's directory written by chaos.py:
 lives/*.lead and faults.jsonl); prints the verdict as JSON.
+       checker.py --timeline RUNDIR   faults and intervals in time order.
 """
 import glob
 import json
@@ -195,7 +196,29 @@ def pct(xs, p):
     return xs[k]
 
 
+def timeline(rundir):
+    """Faults and interval starts/ends in time order, seconds from the first
+    fault (checker.py --timeline RUNDIR)."""
+    r = check_dir(rundir)
+    ev = []
+    for p in sorted(glob.glob(os.path.join(rundir, "lives", "*.lead"))):
+        for x in read_life(p)[0]:
+            name = os.path.basename(p)
+            ev.append((x.start, "    start token %d %s" % (x.token, name)))
+            ev.append((x.end, "    end   token %d %s (%s)" % (x.token, name, "lead-stop" if x.stopped else
+                                                             "last lead-until")))
+    for f in r["faults"]:
+        ev.append((f["inject_ns"], "FAULT %d %s (leader %s) ref +%.3f s bound %.1f s" % (
+            f.get("i", -1), f["kind"], f.get("leader"), (f["ref_ns"] - f["inject_ns"]) / 1e9, f["bound_ns"] / 1e9)))
+    t0 = min([f["inject_ns"] for f in r["faults"]] or [0])
+    for t, s in sorted((e for e in ev if e[0] is not None), key=lambda e: e[0]):
+        print("%10.3f %s" % ((t - t0) / 1e9, s))
+
+
 def main():
+    if len(sys.argv) == 3 and sys.argv[1] == "--timeline":
+        timeline(sys.argv[2])
+        return 0
     if len(sys.argv) != 2:
         print(__doc__)
         return 2
