@@ -70,11 +70,6 @@ const char *app_state(const struct app *app)
     return state_names[app->state];
 }
 
-int app_stopping(const struct app *app)
-{
-    return app->state >= APP_STOPPING;
-}
-
 void app_set_exit_code(struct app *app, int code)
 {
     if (!app->exit_code_set) {

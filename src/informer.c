@@ -561,11 +561,6 @@ json_t *informer_cache(const struct informer *inf)
     return inf->cache;
 }
 
-const char *informer_state(const struct informer *inf)
-{
-    return state_names[inf->state];
-}
-
 void informer_stats(const struct informer *inf, struct informer_stats *out)
 {
     *out = inf->stats;

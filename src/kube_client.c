@@ -77,7 +77,6 @@ struct kube_client {
     struct kube_req *active;
     struct kube_req *reap;     /* cancelled while curl was calling us */
     int in_curl;
-    struct kube_stats stats;
     int handles_open;
     int closing;
     void (*close_cb)(void *arg);
@@ -125,7 +124,6 @@ static void insert_pending(struct kube_client *k, struct kube_req *r)
         last->next = r;
     else
         k->pending = r;
-    k->stats.queued++;
 }
 
 static void req_free(struct kube_req *r)
@@ -398,8 +396,6 @@ static int start_req(struct kube_client *k, struct kube_req *r)
         return -1;
     r->state = REQ_ACTIVE;
     push_front(&k->active, r);
-    k->stats.in_flight++;
-    k->stats.requests++;
     return 0;
 }
 
@@ -424,13 +420,11 @@ static void run_queue(struct kube_client *k)
     while ((r = k->pending) != NULL && r->due_ms <= now) {
         if (k->tokens < 1.0) {
             uint64_t wait = (uint64_t)((1.0 - k->tokens) * 1000.0 / k->opts.qps) + 1;
-            k->stats.throttled_ms += wait;
             uv_timer_start(&k->queue_timer, on_queue_timer, wait, 0);
             return;
         }
         k->tokens -= 1.0;
         unlink_req(&k->pending, r);
-        k->stats.queued--;
         if (start_req(k, r) != 0) {
             struct kube_response res;
             memset(&res, 0, sizeof(res));
@@ -511,7 +505,6 @@ static void finish(struct kube_client *k, struct kube_req *r, CURLcode cc)
     curl_slist_free_all(r->headers);
     r->headers = NULL;
     unlink_req(&k->active, r);
-    k->stats.in_flight--;
     if (r->cancelled) {
         req_free(r);
         return;
@@ -528,7 +521,6 @@ static void finish(struct kube_client *k, struct kube_req *r, CURLcode cc)
         uint64_t delay = backoff_ms(r->attempts);
         if (r->retry_after_s > 0 && (uint64_t)r->retry_after_s * 1000 > delay)
             delay = (uint64_t)(r->retry_after_s > 60 ? 60 : r->retry_after_s) * 1000;
-        k->stats.retries++;
         log_debug("kube", "%s %s: %s, retry %d in %llu ms", r->method, r->path,
                   cc != CURLE_OK ? curl_easy_strerror(cc) : "server busy", r->attempts,
                   (unsigned long long)delay);
@@ -550,14 +542,12 @@ static void finish(struct kube_client *k, struct kube_req *r, CURLcode cc)
         if (cc == CURLE_SSL_CACERT || cc == CURLE_PEER_FAILED_VERIFICATION || cc == CURLE_SSL_CONNECT_ERROR)
             snprintf(res.err.message, sizeof(res.err.message), "TLS error talking to %s: %s", k->cfg.server,
                      curl_easy_strerror(cc));
-        k->stats.errors++;
     } else {
         res.status = status;
         if (r->resp.len && !r->on_chunk)
             res.body = json_loadb(r->resp.data, r->resp.len, 0, NULL);
         if (status < 200 || status >= 300) {
             kube_status_from_body(status, r->resp.data, r->resp.len, &res.err);
-            k->stats.errors++;
         }
     }
     r->state = REQ_DONE;
@@ -698,7 +688,6 @@ void kube_cancel(struct kube_client *k, struct kube_req *r)
         req_drop(r);
     if (r->state == REQ_PENDING) {
         unlink_req(&k->pending, r);
-        k->stats.queued--;
         req_free(r);
         return;
     }
@@ -708,14 +697,12 @@ void kube_cancel(struct kube_client *k, struct kube_req *r)
         /* Inside curl's call chain: remove it once curl returns. */
         curl_multi_remove_handle(k->multi, r->easy);
         unlink_req(&k->active, r);
-        k->stats.in_flight--;
         r->state = REQ_DONE;
         push_front(&k->reap, r);
         return;
     }
     curl_multi_remove_handle(k->multi, r->easy);
     unlink_req(&k->active, r);
-    k->stats.in_flight--;
     req_free(r);
 }
 
@@ -765,11 +752,6 @@ void kube_client_close(struct kube_client *k, void (*cb)(void *arg), void *arg)
     k->queue_timer.data = k;
     uv_close((uv_handle_t *)&k->curl_timer, timer_closed);
     uv_close((uv_handle_t *)&k->queue_timer, timer_closed);
-}
-
-void kube_client_stats(const struct kube_client *k, struct kube_stats *out)
-{
-    *out = k->stats;
 }
 
 /* ---- helpers ------------------------------------------------------------- */

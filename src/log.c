@@ -50,20 +50,10 @@ int log_format_parse(const char *name, enum log_format *out)
     return -1;
 }
 
-const char *log_level_name(enum log_level level)
-{
-    return level_names[level];
-}
-
 void log_setup(enum log_level level, enum log_format format)
 {
     log_min = level;
     log_fmt = format;
-}
-
-void log_set_fd(int fd)
-{
-    log_fd = fd < 0 ? STDERR_FILENO : fd;
 }
 
 int log_enabled(enum log_level level)

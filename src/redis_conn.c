@@ -13,11 +13,6 @@
 static const char *const state_names[] = {"idle", "discovering", "resolving", "connecting", "auth",
                                           "ready", "backoff", "closing", "closed"};
 
-const char *redis_conn_state_name(enum redis_conn_state s)
-{
-    return state_names[s];
-}
-
 static void set_state(struct redis_conn *c, enum redis_conn_state s, const char *reason)
 {
     if (c->state == s)

@@ -86,6 +86,5 @@ void redis_conn_discovered(struct redis_conn *c, int ok, const char *reason);
  * on_push.  Returns 0 or -1 when not connected. */
 int redis_conn_subscribe(struct redis_conn *c, const char *channel);
 void redis_conn_close(struct redis_conn *c, void (*closed_cb)(struct redis_conn *c));
-const char *redis_conn_state_name(enum redis_conn_state s);
 
 #endif

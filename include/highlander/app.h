@@ -39,7 +39,6 @@ void app_module_stopped(struct app *app);
 /* Asks for an orderly shutdown, as SIGTERM would. */
 void app_shutdown(struct app *app, const char *reason);
 int app_ready(const struct app *app, const char **reason);
-int app_stopping(const struct app *app);
 uv_loop_t *app_loop(const struct app *app);
 const char *app_state(const struct app *app);
 /* Sets the exit status used when the loop ends (first failure wins). */

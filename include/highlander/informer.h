@@ -58,7 +58,6 @@ int informer_has_synced(const struct informer *inf);
 json_t *informer_get(const struct informer *inf, const char *ns, const char *name);
 /* The cache as a jansson object keyed "namespace/name" (borrowed). */
 json_t *informer_cache(const struct informer *inf);
-const char *informer_state(const struct informer *inf);
 struct informer_stats {
     unsigned long lists, watches, relists_gone, reconnects, events, bookmarks, oversized;
 };

@@ -149,16 +149,8 @@ struct kube_req *kube_delete(struct kube_client *k, const char *path, int grace_
 typedef int (*kube_mutate_cb)(void *arg, json_t *obj);
 void kube_modify(struct kube_client *k, const char *path, kube_mutate_cb mutate, kube_response_cb done, void *arg);
 
-struct kube_stats {
-    uint64_t requests, retries, errors, throttled_ms;
-    unsigned in_flight, queued;
-};
-void kube_client_stats(const struct kube_client *k, struct kube_stats *out);
-
 /* Parses a Kubernetes Status object (or any error body) into st. */
 void kube_status_from_body(long http_status, const char *raw, size_t len, struct kube_status *st);
-
-#endif
 
 /* ---- events -------------------------------------------------------------- */
 
@@ -175,3 +167,5 @@ void kube_events_free(struct kube_events *e);
 /* involved: the object (its apiVersion, kind and metadata are used). */
 void kube_events_post(struct kube_events *e, const json_t *involved, const char *type, const char *reason,
                       const char *fmt, ...) HL_PRINTF(5, 6);
+
+#endif

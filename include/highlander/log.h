@@ -15,11 +15,9 @@ enum log_format { LOG_FORMAT_TEXT = 0, LOG_FORMAT_JSON };
 /* Returns 0, or -1 when name is not one of debug|info|warn|error. */
 int log_level_parse(const char *name, enum log_level *out);
 int log_format_parse(const char *name, enum log_format *out);
-const char *log_level_name(enum log_level level);
 
 void log_setup(enum log_level level, enum log_format format);
 /* Redirects output to fd (tests); -1 restores stderr. */
-void log_set_fd(int fd);
 int log_enabled(enum log_level level);
 
 void log_write(enum log_level level, const char *module, const char *fmt, ...) HL_PRINTF(3, 4);
