@@ -67,7 +67,9 @@ int fence_parse_token(const char *s, uint64_t *out)
 
 int fence_is_rejection(const struct kube_response *res)
 {
-    return res->status == 403 && strstr(res->err.message, "'" FENCE_POLICY "'") != NULL;
+    /* The policy's name is the release's in the chart (hl-fencing); its
+     * message always starts with "highlander-fencing:". */
+    return res->status == 403 && strstr(res->err.message, FENCE_POLICY) != NULL;
 }
 
 static void set_state(struct fence *f, enum fence_state s, const char *reason)
@@ -113,10 +115,11 @@ static void fail(struct fence *f, const char *what, const struct kube_response *
     char *reason;
 
     if (res->status)
-        reason = xasprintf("%s %s/%s: HTTP %ld %s: %s", what, f->ns, f->name, res->status, res->err.reason,
-                           res->err.message);
+        reason = xasprintf("%s %s %s/%s: HTTP %ld %s: %s%s", what, FENCE_KIND, f->ns, f->name, res->status,
+                           res->err.reason, res->err.message,
+                           res->status == 404 ? " (is the HighlanderFence CRD of manifests/crds.yaml installed?)" : "");
     else
-        reason = xasprintf("%s %s/%s: %s", what, f->ns, f->name, res->err.message);
+        reason = xasprintf("%s %s %s/%s: %s", what, FENCE_KIND, f->ns, f->name, res->err.message);
     if (strcmp(reason, f->last_error) != 0) {
         log_error("fence", "cannot raise the fence to token %llu: %s; no workload is written until it is raised "
                   "(set fencing.enabled: false to run without it)", (unsigned long long)f->token, reason);
@@ -174,25 +177,20 @@ static void written(void *arg, const struct kube_response *res)
         fail(f, "writing", res);
 }
 
-/* A new fence: labelled for people (kubectl get cm -l highlander.plexobject.io/fence). */
+/* A new fence, labelled with its tenant for people and selectors. */
 static json_t *fence_object(struct fence *f)
 {
-    char tok[24];
-
-    snprintf(tok, sizeof(tok), "%llu", (unsigned long long)f->token);
-    return json_pack("{s:s, s:s, s:{s:s, s:s, s:{s:s, s:s, s:s}}, s:{s:s}}", "apiVersion", "v1", "kind",
-                     "ConfigMap", "metadata", "name", f->name, "namespace", f->ns, "labels",
-                     "app.kubernetes.io/name", "highlander", "highlander.plexobject.io/fence", "true",
-                     "highlander.plexobject.io/tenant", f->tenant, "data", "token", tok);
+    return json_pack("{s:s, s:s, s:{s:s, s:s, s:{s:s, s:s}}, s:{s:I}}", "apiVersion", FENCE_API_VERSION, "kind",
+                     FENCE_KIND, "metadata", "name", f->name, "namespace", f->ns, "labels", "app.kubernetes.io/name",
+                     "highlander", "highlander.plexobject.io/tenant", f->tenant, "spec", "token",
+                     (json_int_t)f->token);
 }
 
 static void got(void *arg, const struct kube_response *res)
 {
     struct fence *f = arg;
-    json_t *data, *obj;
+    json_t *spec, *tok, *obj;
     uint64_t cur = 0;
-    char tok[24];
-    const char *text;
 
     f->req = NULL;
     if (!still_ours(f)) {
@@ -200,6 +198,8 @@ static void got(void *arg, const struct kube_response *res)
         return;
     }
     if (res->status == 404) {
+        /* Absent (or the HighlanderFence CRD is not installed: the create
+         * then fails with a 404 that says so). */
         obj = fence_object(f);
         send_req(f, "POST", f->collection, obj, written);
         json_decref(obj);
@@ -209,13 +209,11 @@ static void got(void *arg, const struct kube_response *res)
         fail(f, "reading", res);
         return;
     }
-    data = json_object_get(res->body, "data");
-    text = json_string_value(json_object_get(data, "token"));
-    if (text && fence_parse_token(text, &cur) != 0) {
-        /* Not a token we could have written; the policy treats it as 0. */
-        log_warn("fence", "%s/%s: data.token \"%.40s\" is not a token; overwriting it", f->ns, f->name, text);
-        cur = 0;
-    }
+    /* The CRD's schema makes spec.token a non-negative integer. */
+    spec = json_object_get(res->body, "spec");
+    tok = json_object_get(spec, "token");
+    if (json_is_integer(tok) && json_integer_value(tok) > 0)
+        cur = (uint64_t)json_integer_value(tok);
     f->st->fence_token = cur;
     if (cur == f->token) {
         raised(f); /* an earlier attempt of ours landed */
@@ -234,10 +232,9 @@ static void got(void *arg, const struct kube_response *res)
     }
     obj = json_deep_copy(res->body);
     json_object_del(json_object_get(obj, "metadata"), "managedFields");
-    if (!json_is_object(json_object_get(obj, "data")))
-        json_object_set_new(obj, "data", json_object());
-    snprintf(tok, sizeof(tok), "%llu", (unsigned long long)f->token);
-    json_object_set_new(json_object_get(obj, "data"), "token", json_string(tok));
+    if (!json_is_object(json_object_get(obj, "spec")))
+        json_object_set_new(obj, "spec", json_object());
+    json_object_set_new(json_object_get(obj, "spec"), "token", json_integer((json_int_t)f->token));
     /* metadata.resourceVersion, kept from the read, is the precondition. */
     send_req(f, "PUT", f->path, obj, written);
     json_decref(obj);
@@ -299,12 +296,13 @@ struct fence *fence_new(uv_loop_t *loop, struct kube_client *k, struct lease *l,
     snprintf(f->ns, sizeof(f->ns), "%s", ns);
     snprintf(f->name, sizeof(f->name), "highlander-fence-%s", tenant);
     snprintf(f->tenant, sizeof(f->tenant), "%s", tenant);
-    f->path = kube_path("", "v1", f->ns, "configmaps", f->name, NULL);
-    f->collection = kube_path("", "v1", f->ns, "configmaps", NULL, NULL);
+    f->path = kube_path(FENCE_GROUP, "v1", f->ns, FENCE_PLURAL, f->name, NULL);
+    f->collection = kube_path(FENCE_GROUP, "v1", f->ns, FENCE_PLURAL, NULL, NULL);
     uv_timer_init(loop, &f->timer);
     f->m_rejections = metrics_register(reg, METRIC_COUNTER, "k8_highlander_fencing_rejections_total",
                                        "Writes the API server refused through the highlander-fencing policy.",
                                        NULL, NULL, 0);
+    metrics_add(f->m_rejections, NULL, 0); /* exported as 0 from the start */
     obj = xasprintf("%s/%s", f->ns, f->name);
     status_set_str(&st->fence_object, obj);
     free(obj);

@@ -1,7 +1,12 @@
 /*
- * The per-tenant fence object: a ConfigMap highlander-fence-<tenant> in the
- * controller's namespace whose data.token is the highest fencing token a
- * leader of the tenant has claimed in this cluster.
+ * The per-tenant fence object: a HighlanderFence (highlander.plexobject.io/v1,
+ * manifests/crds.yaml) named highlander-fence-<tenant> in the controller's
+ * namespace, whose spec.token is the highest fencing token a leader of the
+ * tenant has claimed in this cluster.  A custom resource, not a ConfigMap
+ * or Lease: an admission policy whose paramKind is a built-in type loses
+ * its parameters for good (until the API server restarts) once no binding
+ * uses that kind for a moment (kubernetes/kubernetes#130887), and may then
+ * judge writes against a stale fence; CRD parameters are not affected.
  *
  * A new leader raises the fence to its own token before its first write
  * to a workload object: GET it; absent -> create it; lower than ours ->
@@ -37,6 +42,10 @@
 #include "highlander/status.h"
 
 #define FENCE_MAX_CONFLICTS 8
+#define FENCE_GROUP "highlander.plexobject.io"
+#define FENCE_API_VERSION "highlander.plexobject.io/v1"
+#define FENCE_KIND "HighlanderFence"
+#define FENCE_PLURAL "highlanderfences"
 /* The name of the policy whose refusals fence_is_rejection() recognises. */
 #define FENCE_POLICY "highlander-fencing"
 
@@ -60,7 +69,8 @@ void fence_close(struct fence *f, void (*cb)(void *arg), void *arg);
 void fence_free(struct fence *f);
 
 /* 1 when res is the API server refusing a write through the fencing
- * policy (403 whose message names FENCE_POLICY). */
+ * policy (403 whose message contains FENCE_POLICY: the manifests' policy
+ * name, and the start of the message of the chart's too). */
 int fence_is_rejection(const struct kube_response *res);
 /* Counts a refusal (metric and status) and logs it with what was refused. */
 void fence_count_rejection(struct fence *f, const char *what, const char *message);

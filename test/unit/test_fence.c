@@ -45,6 +45,10 @@ static void test_rejection(void **state)
              "pods \"p\" is forbidden: ValidatingAdmissionPolicy 'highlander-fencing' with binding "
              "'highlander-fencing-t1' denied request: highlander-fencing: token 5 is lower than the fence (9)");
     assert_true(fence_is_rejection(&r));
+    snprintf(r.err.message, sizeof(r.err.message), "%s",
+             "ValidatingAdmissionPolicy 'hl-fencing' with binding 'hl-fencing-t1' denied request: "
+             "highlander-fencing: fencing token 5 is lower than the token 9 of the fence ns/highlander-fence-t1");
+    assert_true(fence_is_rejection(&r)); /* the chart's policy, named after the release */
     r.status = 422;
     assert_false(fence_is_rejection(&r));
     r.status = 403;
