@@ -24,6 +24,19 @@ def free_port():
         return s.getsockname()[1]
 
 
+def wait_until(pred, timeout, what, interval=0.05):
+    """Polls pred until it returns a true value, which is returned; fails
+    with `what` (a string, or a callable giving one) after timeout s."""
+    deadline = time.time() + timeout
+    while True:
+        v = pred()
+        if v:
+            return v
+        if time.time() >= deadline:
+            raise AssertionError("timed out after %.1f s: %s" % (timeout, what() if callable(what) else what))
+        time.sleep(interval)
+
+
 TEST_LEASE_ENV = {"HIGHLANDER_LEADER_LOCK_TTL": "2s", "HIGHLANDER_RENEW_DEADLINE": "1200ms",
                   "HIGHLANDER_LEADER_RENEW_INTERVAL": "400ms"}
 
