@@ -23,6 +23,8 @@ import threading
 import time
 import uuid
 
+import subprocess
+
 import pytest
 
 from conftest import ROOT
@@ -426,3 +428,49 @@ def test_fence_it_may_not_read_blocks_writes(env, controller_factory, kube):
         assert "forbidden" not in off.log().lower(), off.log()[-3000:]
     finally:
         kube.kubectl("delete", "clusterrolebinding", "nofence-" + tenant, check=False)
+
+
+def test_chart_policies_match_the_manifests(kube):
+    """The chart renders the policies of manifests/fencing.yaml (their specs
+    equal), a binding for its tenant and release namespace, and the fence
+    Role limited to that tenant's fence; fencing.enabled=false renders none."""
+    helm = subprocess.run(["bash", os.path.join(ROOT, "test/cluster/build-helm.sh")], capture_output=True,
+                          check=True).stdout.decode().strip()
+    chart = os.path.join(ROOT, "helm", "highlander")
+
+    def as_objs(text):
+        out = kube.kubectl("create", "--dry-run=client", "-o", "json", "-f", "-", input=text.encode()).rstrip()
+        dec, objs, i = json.JSONDecoder(), [], 0
+        while i < len(out):
+            doc, i = dec.raw_decode(out, i)
+            objs += doc["items"] if doc.get("kind") == "List" else [doc]
+            while i < len(out) and out[i].isspace():
+                i += 1
+        return objs
+
+    def render(*args):
+        return as_objs(subprocess.run([helm, "template", "hl", chart, "-n", "team-a", "--set", "tenant=a"] + list(args),
+                                      check=True, capture_output=True).stdout.decode())
+
+    def policies(objs):
+        return {o["metadata"]["name"].split("-", 1)[1]: o["spec"] for o in objs
+                if o["kind"] == "ValidatingAdmissionPolicy"}
+
+    rendered = render()
+    shipped = as_objs(open(os.path.join(ROOT, "manifests", "fencing.yaml")).read())
+    assert set(policies(rendered)) == {"fencing", "fence-monotonic"}
+    assert policies(rendered) == policies(shipped)
+    binding = [o for o in rendered if o["kind"] == "ValidatingAdmissionPolicyBinding" and "paramRef" in o["spec"]][0]
+    assert binding["spec"]["paramRef"] == {"name": "highlander-fence-a", "namespace": "team-a",
+                                           "parameterNotFoundAction": "Allow"}
+    assert binding["spec"]["matchResources"]["objectSelector"]["matchLabels"] == {
+        "managed-by": "k8-highlander", "highlander.plexobject.io/tenant": "a"}
+    role = [o for o in rendered if o["kind"] == "Role"][0]
+    assert role["metadata"]["namespace"] == "team-a"
+    assert role["rules"][1]["resourceNames"] == ["highlander-fence-a"] and role["rules"][1]["verbs"] == ["get", "update"]
+    cm = [o for o in rendered if o["kind"] == "ConfigMap"][0]
+    assert "fencing:\n  enabled: true" in cm["data"]["config.yaml"]
+    off = render("--set", "fencing.enabled=false")
+    assert not [o for o in off if o["kind"] in ("ValidatingAdmissionPolicy", "ValidatingAdmissionPolicyBinding",
+                                                "Role")]
+    assert "fencing:\n  enabled: false" in [o for o in off if o["kind"] == "ConfigMap"][0]["data"]["config.yaml"]

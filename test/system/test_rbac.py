@@ -1,7 +1,7 @@
 """The RBAC in manifests/ and in the Helm chart is enough for what the code
 does: a controller running with only the service account's token (from
 manifests/rbac.yaml, then from the rendered chart) leads through a
-Kubernetes Lease."""
+Kubernetes Lease and raises its tenant's fence in its namespace."""
 import os
 import subprocess
 import time
@@ -32,6 +32,10 @@ def lead_with(controller_factory, kubeconfig, ns):
                                 "HIGHLANDER_NAMESPACE": ns, "HIGHLANDER_ID": "rbac-test",
                                 "HIGHLANDER_TENANT": "rbac-" + os.path.basename(kubeconfig).split(".")[0]})
     wait_until(lambda: c.get_json("/status")[1]["data"]["isLeader"], 15, lambda: c.log()[-3000:])
+    wait_until(lambda: (c.get_json("/status")[1]["data"]["fence"] or {}).get("state") == "raised", 10,
+               lambda: c.log()[-3000:])
+    st = c.get_json("/status")[1]["data"]
+    assert st["fence"]["token"] == st["fencingToken"], st
     assert "forbidden" not in c.log().lower(), c.log()[-3000:]
     assert c.terminate() == 0
     assert "released the lease" in c.log()
@@ -48,7 +52,9 @@ def test_chart_rbac_allows_the_lease_store(kube, controller_factory, tmp_path):
                           check=True).stdout.decode().strip()
     subprocess.run([helm, "lint", os.path.join(ROOT, "helm/highlander")], check=True, capture_output=True)
     kube.kubectl("create", "namespace", "hl-chart", check=False)
-    rendered = subprocess.run([helm, "template", "hlchart", os.path.join(ROOT, "helm/highlander"), "-n", "hl-chart"],
+    # Rendered for the tenant it runs: the chart's fence Role names that tenant's fence.
+    rendered = subprocess.run([helm, "template", "hlchart", os.path.join(ROOT, "helm/highlander"), "-n", "hl-chart",
+                               "--set", "tenant=rbac-hlchart"],
                               check=True, capture_output=True).stdout
     kube.kubectl("apply", "-f", "-", input=rendered)
     lead_with(controller_factory, token_kubeconfig(kube, tmp_path, "hlchart", "hl-chart"), "hl-chart")
