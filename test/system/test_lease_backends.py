@@ -50,13 +50,14 @@ def test_kill9_failover(controller_factory, store):
     leader.proc.kill()
     killed = mono_ns()
     others = [c for c in cl.replicas if c is not leader]
-    cl.wait_one_leader(timeout=LEASE_S + 5, among=others)
+    new = cl.wait_one_leader(timeout=LEASE_S + 5, among=others)
     iv = cl.check()
     # The dead leader renewed at most one retry period before the kill, so
     # the record expired at most one lease after the kill.
     took = (iv[-1][1] - killed) / 1e9
     assert took <= LEASE_S + 0.5, "took %.3f s" % took
     assert iv[-1][0] > iv[-2][0]
+    assert new.get_json("/status")[1]["data"]["lastLeader"] == leader.rid
 
 
 def test_sigterm_handover(controller_factory, store):
@@ -69,6 +70,7 @@ def test_sigterm_handover(controller_factory, store):
     iv = cl.check()
     gap = (iv[-1][1] - iv[-2][2]) / 1e9
     assert gap <= 0.3, "handover took %.3f s" % gap
+    assert "released the lease" in leader.log()
 
 
 def test_sigstop_beyond_lease(controller_factory, store):
@@ -97,6 +99,9 @@ def test_store_outage(controller_factory, store):
     assert cl.leaders() == []
     iv = read_intervals(cl.log_path)
     assert iv[-1][2] is not None and iv[-1][2] <= killed + int(RENEW_DEADLINE_S * 1e9)
+    for c in cl.replicas:
+        assert c.get("/readyz")[0] == 503
+        assert c.get_json("/status")[1]["data"]["dbConnected"] is False
     store.start()
     cl.wait_one_leader(timeout=LEASE_S + 30)
     cl.check()

@@ -4,14 +4,12 @@ the overlap checker on the replicas' leadership logs."""
 import json
 import re
 import socket
-import signal
 import time
 
 import pytest
 
 from conftest import free_port
-from lease_helpers import (LEASE_S, RENEW_DEADLINE_S, Cluster, RedisServer, check_no_overlap, mono_ns,
-                           read_intervals)
+from lease_helpers import LEASE_S, Cluster, RedisServer
 
 
 @pytest.fixture
@@ -21,19 +19,21 @@ def redis():
     r.stop()
 
 
-def test_exactly_one_leader(controller_factory, redis):
-    cl = Cluster(controller_factory, redis, n=3)
-    leader = cl.wait_one_leader()
-    time.sleep(2.5)  # several renewals
-    assert cl.leaders() == [leader]
-    status, doc = leader.get_json("/status")
-    d = doc["data"]
-    assert d["fencingToken"] >= 1 and d["currentLeader"] == leader.rid and d["dbConnected"]
+def test_record_format_and_metrics(controller_factory, redis):
+    """What only Redis has: the Go controller's record shape, the state key
+    and the metrics.  (Election, failover, handover and outages run for
+    every store in test_lease_backends.py; data loss in
+    test_lease_data_loss.py.)"""
+    cl = Cluster(controller_factory, redis, n=2)
+    leader = cl.wait_one_leader(timeout=LEASE_S + 8)
+    time.sleep(1.0)  # renewals
+    d = leader.get_json("/status")[1]["data"]
+    assert d["dbConnected"] and d["fencingToken"] >= time.time() * 1000 - 60000
     for c in cl.replicas:
         if c is not leader:
-            s = c.get_json("/status")[1]["data"]
-            assert s["currentLeader"] == leader.rid and s["isLeader"] is False
             assert c.get("/readyz")[0] == 200
+    state = redis.cmd("GET", "highlander-leader-state:default").split("|")
+    assert int(state[0]) == d["fencingToken"] and state[2] == "0", state
     raw = json.loads(redis.cmd("GET", "highlander-leader-lock:default"))
     assert raw["value"] == leader.rid
     assert raw["ttl"] == 2_000_000_000
@@ -43,86 +43,6 @@ def test_exactly_one_leader(controller_factory, redis):
     assert "k8_highlander_is_leader 1" in text
     assert "k8_highlander_fencing_token %d" % d["fencingToken"] in text
     assert 'k8_highlander_db_operations_total{operation="renew"}' in text
-    cl.check()
-
-
-def test_kill9_failover_within_lease(controller_factory, redis):
-    cl = Cluster(controller_factory, redis, n=3)
-    leader = cl.wait_one_leader()
-    time.sleep(1.0)
-    leader.proc.kill()
-    killed_at = mono_ns()
-    pttl_ms = int(redis.cmd("PTTL", "highlander-leader-lock:default"))
-    expiry_ns = killed_at + pttl_ms * 1_000_000
-    last_renewal_ns = expiry_ns - int(LEASE_S * 1e9)
-    others = [c for c in cl.replicas if c is not leader]
-    new = cl.wait_one_leader(timeout=LEASE_S + 3, among=others)
-    iv = cl.check()
-    start_ns = iv[-1][1]
-    assert iv[-1][0] > iv[-2][0]
-    took = (start_ns - last_renewal_ns) / 1e9
-    assert took <= LEASE_S + 0.5, "new leader after %.3f s from the last renewal" % took
-    assert new.get_json("/status")[1]["data"]["lastLeader"] == leader.rid
-
-
-def test_sigterm_handover_fast(controller_factory, redis):
-    cl = Cluster(controller_factory, redis, n=3)
-    leader = cl.wait_one_leader()
-    time.sleep(0.5)
-    assert leader.terminate() == 0
-    others = [c for c in cl.replicas if c is not leader]
-    cl.wait_one_leader(timeout=3, among=others)
-    iv = cl.check()
-    gap = (iv[-1][1] - iv[-2][2]) / 1e9
-    assert gap <= 0.3, "handover took %.3f s" % gap
-    assert redis.cmd("EXISTS", "highlander-leader-lock:default") == "1"
-    assert "released the lease" in leader.log()
-
-
-def test_redis_outage_self_fences_then_resumes(controller_factory, redis):
-    cl = Cluster(controller_factory, redis, n=2)
-    leader = cl.wait_one_leader()
-    time.sleep(0.5)
-    redis.kill()
-    killed = mono_ns()
-    deadline = time.time() + RENEW_DEADLINE_S + 2
-    while time.time() < deadline and cl.leaders():
-        time.sleep(0.05)
-    assert cl.leaders() == []
-    iv = read_intervals(cl.log_path)
-    assert iv[-1][2] is not None
-    # Authority ended no later than renewDeadline after the last renewal,
-    # which was before the kill.
-    assert iv[-1][2] <= killed + int(RENEW_DEADLINE_S * 1e9)
-    for c in cl.replicas:
-        assert c.get("/readyz")[0] == 503
-        assert c.get_json("/status")[1]["data"]["dbConnected"] is False
-    redis.start()  # same port, empty
-    cl.wait_one_leader(timeout=LEASE_S + 8)
-    iv = cl.check()
-    assert iv[-1][0] > iv[-2][0]
-
-
-def test_redis_restarted_empty_higher_token(controller_factory, redis):
-    cl = Cluster(controller_factory, redis, n=3)
-    leader = cl.wait_one_leader()
-    token = leader.get_json("/status")[1]["data"]["fencingToken"]
-    redis.kill()
-    redis.start()
-    # The old leader loses the lease at its next renewal (the record is
-    # gone); everyone waits one lease after losing contact, then one wins.
-    deadline = time.time() + LEASE_S + 8
-    new_token = 0
-    while time.time() < deadline:
-        ls = cl.leaders()
-        if len(ls) == 1:
-            new_token = ls[0].get_json("/status")[1]["data"]["fencingToken"]
-            if new_token > token:
-                break
-        time.sleep(0.05)
-    assert new_token > token
-    time.sleep(1.0)
-    assert len(cl.leaders()) == 1
     cl.check()
 
 
