@@ -12,10 +12,11 @@ the end.
 
   chaos.py [--seed N] [--faults N] [--stores redis,sentinel,db,lease]
            [--bin PATH] [--out DIR] [--max-seconds S] [--results FILE]
-           [--sequential] [--plan]
+           [--sequential] [--plan] [--kinds KIND,...]
 
---faults is the total, shared by the stores (sentinel faults take longer, so
-it gets half a share).  --plan prints the fault sequence of the seed and
+--faults is the total, shared by the stores (sentinel and lease faults take
+longer, so sentinel gets half a share and lease 0.3); a store given as STORE:COUNT gets
+exactly COUNT faults and the others share the rest.  --plan prints the fault sequence of the seed and
 exits (same seed, same sequence).  --results appends "chaos PASSED FAILED"
 (one per store run: passed when it had no overlap and no token regression
 or repeat).  Exit status 1 on any overlap or token regression/repeat (or a
@@ -286,7 +287,8 @@ class Store:
 class RedisStore(Store):
     name = "redis"
     kinds = REPLICA_KINDS + PROXY_KINDS + ["restart-kept", "restart-empty", "outage-fresh-replica-kept",
-                                           "outage-fresh-replica-empty"]
+                                           "outage-fresh-replica-empty", "restart-empty-fresh-replica",
+                                           "lock-deleted", "flushall"]
 
     def setup(self):
         self.server = RedisProc(os.path.join(self.run.dir, "redis"), aof=True)
@@ -306,6 +308,25 @@ class RedisStore(Store):
             time.sleep(p["dur"])
             self.server.start()
             return mono_ns(), BOUND_LOSS_S if kind == "restart-empty" else BOUND_S
+        if kind == "restart-empty-fresh-replica":
+            # Redis restarted empty while a fresh replica starts: the fresh
+            # one reaches the empty store at once, the old leader only after
+            # its reconnect backoff.
+            slot = run.pick_follower(p["pick"], ldr)
+            run.kill_slot(slot)
+            self.server.kill9()
+            self.server.wipe()
+            self.server.start()
+            ref = mono_ns()
+            run.start_slot(slot, same_id=False, wait=False)
+            return ref, BOUND_LOSS_S
+        if kind in ("lock-deleted", "flushall"):
+            # Another client deletes the record (or everything) under a live leader.
+            if kind == "lock-deleted":
+                resp_ok(self.server.port, "DEL", "highlander-leader-lock:" + TENANT)
+            else:
+                resp_ok(self.server.port, "FLUSHALL")
+            return mono_ns(), BOUND_LOSS_S
         if kind.startswith("outage-fresh-replica"):
             # A follower is replaced by a fresh replica started while the
             # store is down; the store then comes back (kept or empty).
@@ -557,7 +578,7 @@ class LeaseStore(Store):
     disturbs a cluster other tests use.  Needs the cached control-plane
     binaries (test/cluster/build.sh); this harness never builds them."""
     name = "lease"
-    share = 0.5
+    share = 0.3
     CLUSTER = os.environ.get("CHAOS_KWOK_CLUSTER", "hl-chaos")
     kinds = REPLICA_KINDS + PROXY_KINDS + ["apiserver-restart", "lease-deleted", "outage-fresh-replica"]
 
@@ -654,12 +675,15 @@ DUR = {"sigstop-leader": (2.5, 4.0), "partition-leader": (1.0, 5.0), "partition-
        "outage-fresh-replica-empty": (0.05, 0.5)}
 
 
-def make_plan(store_cls, n, seed):
+def make_plan(store_cls, n, seed, only=None):
     """The seeded fault sequence: every kind once per shuffled round."""
     rng = random.Random("%s/%s" % (seed, store_cls.name))
     out = []
+    pool = [k for k in store_cls.kinds if not only or k in only]
+    if not pool:
+        return []
     while len(out) < n:
-        kinds = list(store_cls.kinds)
+        kinds = list(pool)
         rng.shuffle(kinds)
         for k in kinds:
             lo, hi = DUR.get(k, (0.1, 0.8))
@@ -722,8 +746,9 @@ class Replica:
 
 
 class Run:
-    def __init__(self, store_cls, bin, dir, seed, nfaults, max_seconds):
+    def __init__(self, store_cls, bin, dir, seed, nfaults, max_seconds, only=None):
         self.bin, self.dir, self.seed, self.nfaults = bin, dir, seed, nfaults
+        self.only = only
         self.max_seconds = max_seconds
         shutil.rmtree(dir, ignore_errors=True)
         for d in ("lives", "logs", "home"):
@@ -854,7 +879,7 @@ class Run:
 
     def execute(self):
         t0 = time.monotonic()
-        plan = make_plan(type(self.store), self.nfaults, self.seed)
+        plan = make_plan(type(self.store), self.nfaults, self.seed, self.only)
         self.store.setup()
         for i in range(N_REPLICAS):
             self.start_slot(i)
@@ -1013,7 +1038,7 @@ def run_one(args):
         raise SystemExit(130)
     signal.signal(signal.SIGTERM, on_term)
     try:
-        run = Run(store_cls, args.bin, rundir, args.seed, args.faults, args.max_seconds)
+        run = Run(store_cls, args.bin, rundir, args.seed, args.faults, args.max_seconds, kinds_of(args))
         done, secs = run.execute()
         res.update({"faults_run": done, "seconds": secs, "crashes": run.crashes, "rescues": run.rescues})
     except BaseException as e:
@@ -1030,6 +1055,10 @@ def run_one(args):
     with open(os.path.join(rundir, "result.json"), "w") as f:
         json.dump(res, f)
     return 0
+
+
+def kinds_of(args):
+    return [k.strip() for k in args.kinds.split(",") if k.strip()] if args.kinds else None
 
 
 def split(total, stores):
@@ -1050,6 +1079,7 @@ def main():
     ap.add_argument("--results")
     ap.add_argument("--sequential", action="store_true")
     ap.add_argument("--plan", action="store_true")
+    ap.add_argument("--kinds", help="only these fault kinds (comma-separated), for a focused run")
     ap.add_argument("--one", help=argparse.SUPPRESS)
     args = ap.parse_args()
     args.bin = os.path.abspath(args.bin)
@@ -1057,18 +1087,29 @@ def main():
     if args.one:
         return run_one(args)
 
-    stores = [s.strip() for s in args.stores.split(",") if s.strip()]
-    for s in stores:
-        if s not in STORES:
-            ap.error("unknown store %s (known: %s)" % (s, ", ".join(STORES)))
+    stores, fixed = [], {}
+    for item in (x.strip() for x in args.stores.split(",")):
+        if not item:
+            continue
+        name, _, n = item.partition(":")
+        if name not in STORES:
+            ap.error("unknown store %s (known: %s)" % (name, ", ".join(STORES)))
+        stores.append(name)
+        if n:
+            fixed[name] = int(n)
     if "lease" in stores and not args.plan and not LeaseStore.available():
         log("lease store SKIPPED: the control-plane binaries are not in %s (test/cluster/build.sh makes "
             "them; this harness never builds them)" % Kube.BIN)
         stores.remove("lease")
     counts = split(args.faults, stores) if stores else {}
+    if fixed:  # STORE:COUNT items fix their counts; the rest share what is left
+        rest = [x for x in stores if x not in fixed]
+        counts = dict(fixed)
+        if rest:
+            counts.update(split(max(len(rest), args.faults - sum(fixed.values())), rest))
     if args.plan:
         for s in stores:
-            plan = make_plan(STORES[s], counts[s], args.seed)
+            plan = make_plan(STORES[s], counts[s], args.seed, kinds_of(args))
             h = hashlib.sha256(json.dumps(plan).encode()).hexdigest()[:12]
             print("%s: %d faults, plan sha256 %s" % (s, len(plan), h))
             for i, (k, p) in enumerate(plan):
@@ -1078,12 +1119,18 @@ def main():
         ap.error("no binary at %s" % args.bin)
     os.makedirs(args.out, exist_ok=True)
     log("seed %d, binary %s, faults %s, output %s" % (args.seed, args.bin, counts, args.out))
+    for s in stores:
+        plan = make_plan(STORES[s], counts[s], args.seed, kinds_of(args))
+        log("%s: plan sha256 %s (chaos.py --plan prints it)" % (
+            s, hashlib.sha256(json.dumps(plan).encode()).hexdigest()[:12]))
     procs = {}
     results = {}
 
     def child(s):
         cmd = [sys.executable, os.path.abspath(__file__), "--one", s, "--seed", str(args.seed), "--faults",
                str(counts[s]), "--bin", args.bin, "--out", args.out, "--max-seconds", str(args.max_seconds)]
+        if args.kinds:
+            cmd += ["--kinds", args.kinds]
         return subprocess.Popen(cmd, start_new_session=True)
     try:
         if args.sequential:
