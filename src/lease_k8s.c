@@ -15,7 +15,9 @@
  * missing Lease was either never made or deleted by someone else (lost
  * with its holder still leading, as far as we can tell): it is reported
  * as absent and not vouched, and created only under LEASE_TAKE_ANY.  A
- * Lease with an empty holder is a vouched release.  A holder is expired,
+ * Lease with an empty holder is a vouched release when it is the same
+ * object (metadata.uid) this replica saw held; a Lease made again after a
+ * deletion is absent and not vouched as well.  A holder is expired,
  * as client-go judges it, leaseDuration after this replica last saw the
  * record change (its own monotonic clock, whatever the timestamps say),
  * so skewed clocks do not matter.  An informer on the one Lease notices
@@ -55,6 +57,7 @@ struct k8s_backend {
     /* what this replica saw last */
     char seen_rv[64];
     uint64_t seen_ms;
+    char held_uid[64];    /* the last Lease object seen with a holder */
     /* the operation in progress (the lease issues one at a time, plus a release) */
     enum k8s_op op;
     uint64_t token;
@@ -123,15 +126,38 @@ static uint64_t lease_transitions_of(json_t *lease)
     return tr > 0 ? (uint64_t)tr : 0;
 }
 
+static const char *uid_of(json_t *lease)
+{
+    return json_string_value(json_object_get(json_object_get(lease, "metadata"), "uid"));
+}
+
 /* Records a sighting: a new resourceVersion restarts the expiry clock. */
 static void observe(struct k8s_backend *kb, json_t *lease)
 {
     const char *rv = json_string_value(json_object_get(json_object_get(lease, "metadata"), "resourceVersion"));
+    const char *holder = spec_str(lease, "holderIdentity");
+    const char *uid = uid_of(lease);
 
     if (rv && strcmp(rv, kb->seen_rv) != 0) {
         snprintf(kb->seen_rv, sizeof(kb->seen_rv), "%s", rv);
         kb->seen_ms = time_mono_ms();
     }
+    if (holder && *holder && uid)
+        snprintf(kb->held_uid, sizeof(kb->held_uid), "%s", uid);
+}
+
+/*
+ * A Lease without a live holder is vouched free only when it is the very
+ * object (same uid) this replica saw held: that holder released it or let
+ * it expire.  A Lease deleted and made again with no holder (kubectl apply
+ * of a manifest, a restore from a backup) is a new object that proves
+ * nothing about the leader that held the old one.
+ */
+static int vouched_free(const struct k8s_backend *kb, json_t *lease)
+{
+    const char *uid = uid_of(lease);
+
+    return uid && *uid && strcmp(uid, kb->held_uid) == 0;
 }
 
 static int64_t remaining_ms(struct k8s_backend *kb, json_t *lease)
@@ -163,7 +189,7 @@ static void set_connected(struct k8s_backend *kb, const struct kube_response *re
  * Reports what the Lease shows.  lease NULL: nothing known (an error, a
  * conflict) or no Lease at all (LEASE_ABSENT, an observed 404: not
  * vouched).  A Lease with no live holder (released, or expired by our
- * clock) reports holder NULL, vouched.
+ * clock) reports holder NULL, vouched when vouched_free().
  */
 static void report(struct k8s_backend *kb, enum lease_op op, enum lease_result r, json_t *lease, const char *err)
 {
@@ -179,7 +205,7 @@ static void report(struct k8s_backend *kb, enum lease_op op, enum lease_result r
             info.holder = h;
             info.ttl_ms = left;
         } else {
-            info.vouched = 1;
+            info.vouched = vouched_free(kb, lease);
         }
     }
     kb->op = K_NONE;
@@ -276,8 +302,9 @@ static void acquire_read(void *arg, const struct kube_response *res)
             return;
         }
         /* Ours from before, or expired by our own clock: take it. */
-    } else if (kb->take == LEASE_TAKE_NEVER) {
-        /* Released (vouched), but this replica does not know the store yet. */
+    } else if (kb->take == LEASE_TAKE_NEVER || (kb->take == LEASE_TAKE_IF_VOUCHED && !vouched_free(kb, lease))) {
+        /* No holder, and either this replica does not know the store yet
+         * or this Lease is not the one it saw held. */
         report(kb, LEASE_OP_ACQUIRE, LEASE_ABSENT, lease, NULL);
         return;
     }

@@ -57,6 +57,13 @@ def wait_leader_stable(cl, timeout):
     raise AssertionError("the Lease does not show %s as its holder: %s" % (leader.rid, get_lease(cl.store)))
 
 
+def wait_stopped(c, timeout):
+    deadline = time.time() + timeout
+    while time.time() < deadline and status(c)["isLeader"]:
+        time.sleep(0.05)
+    assert not status(c)["isLeader"], "%s still leads" % c.rid
+
+
 def test_lease_deleted_under_the_leader(controller_factory, store):
     """kubectl delete lease while a leader holds: the leader stops at its
     next renewal, nobody recreates the Lease before one full lease after the
@@ -70,9 +77,7 @@ def test_lease_deleted_under_the_leader(controller_factory, store):
     store.kube.kubectl("delete", "lease", LEASE_NAME, "-n", store.ns)
     after = mono_ns()
     # The old leader finds the Lease gone when it renews (every 0.4 s).
-    deadline = time.time() + RENEW_DEADLINE_S + 1
-    while time.time() < deadline and status(leader)["isLeader"]:
-        time.sleep(0.05)
+    wait_stopped(leader, RENEW_DEADLINE_S + 1)
     new = cl.wait_one_leader(timeout=3 * LEASE_S)
     iv = cl.check()
     since = [x for x in iv if x[1] > before]
@@ -93,6 +98,41 @@ def test_lease_deleted_under_the_leader(controller_factory, store):
     assert lease["spec"]["leaseTransitions"] == 0
     time.sleep(1.0)
     assert cl.leaders() == [new]
+    cl.check()
+
+
+def test_lease_recreated_empty_is_not_a_release(controller_factory, store):
+    """The Lease is deleted under its leader and at once made again with no
+    holder (kubectl apply of a manifest, a backup restore): an empty holder
+    on a new object (new uid) is no proof of a release, so nobody takes it
+    before one lease after the deletion."""
+    cl = make(controller_factory, store)
+    leader, lease = wait_leader_stable(cl, timeout=15)
+    old_token = lease_token(lease)
+    uid = lease["metadata"]["uid"]
+    time.sleep(1.0)
+    manifest = {"apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
+                "metadata": {"name": LEASE_NAME, "namespace": store.ns},
+                "spec": {"holderIdentity": "", "leaseDurationSeconds": int(LEASE_S), "leaseTransitions": 0}}
+    before = mono_ns()
+    store.kube.kubectl("delete", "lease", LEASE_NAME, "-n", store.ns)
+    store.kube.kubectl("create", "-f", "-", input=json.dumps(manifest).encode())
+    after = mono_ns()
+    lease = get_lease(store)
+    assert lease["metadata"]["uid"] != uid
+    wait_stopped(leader, RENEW_DEADLINE_S + 1)
+    new = cl.wait_one_leader(timeout=3 * LEASE_S)
+    iv = cl.check()
+    since = [x for x in iv if x[1] > before]
+    assert len(since) == 1, "leaderships since the deletion: %s" % since
+    prev, cur = iv[-2], iv[-1]
+    assert prev[0] == old_token
+    assert prev[2] is not None and prev[2] <= after + int(RENEW_DEADLINE_S * 1e9)
+    waited = (cur[1] - before) / 1e9
+    assert waited >= LEASE_S, "the recreated Lease was taken %.3f s after the deletion" % waited
+    assert cur[0] > old_token
+    lease = get_lease(store)
+    assert lease["spec"]["holderIdentity"] == new.rid and lease_token(lease) == cur[0]
     cl.check()
 
 
