@@ -278,8 +278,7 @@ void fence_count_rejection(struct fence *f, const char *what, const char *messag
 {
     metrics_add(f->m_rejections, NULL, 1);
     f->st->fencing_rejections++;
-    log_error("fence", "the API server's fencing policy refused %s (our token %llu is stale): %s", what,
-              (unsigned long long)lease_token(f->lease), message);
+    log_error("fence", "the API server's fencing policy refused %s: %s", what, message);
 }
 
 struct fence *fence_new(uv_loop_t *loop, struct kube_client *k, struct lease *l, struct status *st,

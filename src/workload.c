@@ -334,6 +334,7 @@ struct op {
     struct workload_mgr *m;
     char key[400];
     const char *what;
+    uint64_t token;                      /* the one its writes carry */
     int pending;
     int failed;
 };
@@ -378,12 +379,14 @@ static void op_done(void *arg, const struct kube_response *res)
         o->failed = 1;
     if (m->fence && fence_is_rejection(res)) {
         char what[480];
-        snprintf(what, sizeof(what), "the %s of %s", o->what, o->key);
+        snprintf(what, sizeof(what), "the %s of %s with token %llu", o->what, o->key, (unsigned long long)o->token);
         fence_count_rejection(m->fence, what, res->err.message);
         if (w != NULL)
             set_error(w, "%s refused by the fencing policy (our token %llu is stale): %s", o->what,
-                      (unsigned long long)m->token, res->err.message);
-        lease_resign(m->lease, "the API server's fencing policy refused a write: our fencing token is stale");
+                      (unsigned long long)o->token, res->err.message);
+        /* A write of an earlier term says nothing about the current one. */
+        if (o->token == lease_token(m->lease))
+            lease_resign(m->lease, "the API server's fencing policy refused a write: our fencing token is stale");
     }
     if (w != NULL) {
         const char *lv[] = {workload_type_name(w->type), w->name, o->what};
@@ -466,6 +469,7 @@ static void reconcile(struct workload_mgr *m, struct workload *w)
     n = workload_build(&b, d, w->hash, sizeof(w->hash));
     o = xcalloc(1, sizeof(*o));
     o->m = m;
+    o->token = m->token;
     snprintf(o->key, sizeof(o->key), "%s", w->key);
     for (int i = 0; i < n; i++) {
         enum obj_kind kind = kind_of_plural(d[i].plural);
