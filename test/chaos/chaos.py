@@ -1117,6 +1117,7 @@ def main():
         return 0
     if not os.access(args.bin, os.X_OK):
         ap.error("no binary at %s" % args.bin)
+    checker.selftest()  # the judge first: it must find what it is shown
     os.makedirs(args.out, exist_ok=True)
     log("seed %d, binary %s, faults %s, output %s" % (args.seed, args.bin, counts, args.out))
     for s in stores:

@@ -30,6 +30,7 @@ Rules
 Usage: checker.py RUNDIR   (a store's directory written by chaos.py:
 lives/*.lead and faults.jsonl); prints the verdict as JSON.
        checker.py --timeline RUNDIR   faults and intervals in time order.
+       checker.py --selftest          the rules on made-up lives.
 """
 import glob
 import json
@@ -196,6 +197,53 @@ def pct(xs, p):
     return xs[k]
 
 
+def selftest():
+    """The checker judged on made-up lives with known answers (chaos.py runs
+    this before every campaign: a checker that never finds anything would
+    pass every run)."""
+    import tempfile
+    d = tempfile.mkdtemp(prefix="hl-checker-")
+    os.makedirs(os.path.join(d, "lives"))
+
+    def life(name, text):
+        with open(os.path.join(d, "lives", name + ".lead"), "w") as f:
+            f.write(text)
+
+    def verdict():
+        r = check_dir(d)
+        for p in glob.glob(os.path.join(d, "lives", "*")):
+            os.unlink(p)
+        return len(r["overlaps"]), [t["kind"] for t in r["tokens"]], r["errors"], r["gaps_s"]
+    try:
+        # A clean handover; a kill -9 whose interval ends at its last lead-until.
+        life("a", "lead-start 5 100\nlead-until 5 200\nlead-until 5 300\nlead-stop 5 250\n")
+        life("b", "lead-start 6 1000000260\nlead-until 6 1000000400\n")
+        life("c", "lead-start 7 1000000500\nlead-until 7 1000000900\nlead-stop 7 1000000900\n")
+        assert verdict() == (0, [], [], [1.0000000100, 0.0000001000]), "clean"
+        # The killed life (no lead-stop) holds until its last lead-until: 400.
+        life("a", "lead-start 5 100\nlead-until 5 400\n")
+        life("b", "lead-start 6 350\nlead-until 6 600\nlead-stop 6 600\n")
+        assert verdict()[0] == 1, "killed life overlap"
+        # Regression and repeat.
+        life("a", "lead-start 5 100\nlead-until 5 200\nlead-stop 5 200\n")
+        life("b", "lead-start 3 300\nlead-until 3 400\nlead-stop 3 400\n")
+        life("c", "lead-start 5 500\nlead-until 5 600\nlead-stop 5 600\n")
+        assert verdict()[1] == ["regression", "repeat"], "tokens"
+        # A stop after the life's own deadline is a rule violation.
+        life("a", "lead-start 5 100\nlead-until 5 200\nlead-stop 5 300\n")
+        assert len(verdict()[2]) == 1, "stop after deadline"
+        # Recovery: a leaderless stretch ending 2 s after ref misses a 1 s bound.
+        cov = [[0, 10**9], [3 * 10**9, 4 * 10**9]]
+        rec = recovery(cov, [{"kind": "k", "inject_ns": 10**9, "ref_ns": 10**9, "bound_ns": 10**9}], 4 * 10**9)
+        assert rec[0]["miss"] and abs(rec[0]["recovery_s"] - 2.0) < 1e-9, rec
+        rec = recovery(cov, [{"kind": "k", "inject_ns": 10**9, "ref_ns": 10**9, "bound_ns": 3 * 10**9}], 4 * 10**9)
+        assert not rec[0]["miss"], rec
+    finally:
+        import shutil
+        shutil.rmtree(d, ignore_errors=True)
+    return True
+
+
 def timeline(rundir):
     """Faults and interval starts/ends in time order, seconds from the first
     fault (checker.py --timeline RUNDIR)."""
@@ -216,6 +264,10 @@ def timeline(rundir):
 
 
 def main():
+    if len(sys.argv) == 2 and sys.argv[1] == "--selftest":
+        selftest()
+        print("checker self-test passed")
+        return 0
     if len(sys.argv) == 3 and sys.argv[1] == "--timeline":
         timeline(sys.argv[2])
         return 0
