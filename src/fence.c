@@ -171,7 +171,10 @@ static void written(void *arg, const struct kube_response *res)
     }
     if (res->status >= 200 && res->status < 300)
         raised(f);
-    else if (res->status == 409)
+    else if (res->status == 409 || (res->status == 403 && strstr(res->err.message, "highlander-fence-monotonic")))
+        /* Admission runs before the resourceVersion check: a fence raised
+         * above ours since we read it is refused by the monotonic policy
+         * rather than reported as a conflict.  Either way: read again. */
         conflict(f, res, "writing");
     else
         fail(f, "writing", res);
