@@ -65,6 +65,11 @@ struct k8s_backend {
     enum lease_take take;
     int not_ours;
     int connected;
+    /* while disconnected: a GET now and then tells when the API is back */
+    uv_timer_t probe;
+    int probe_inited;
+    int probing;
+    uint64_t probe_ms;
     int closing;
     int release_pending;
     int pending_closes;
@@ -171,17 +176,151 @@ static int64_t remaining_ms(struct k8s_backend *kb, json_t *lease)
     return left > 0 ? left : 0;
 }
 
+/* ---- requests ------------------------------------------------------------- */
+
+/*
+ * Every request has a deadline of max(1 s, renewDeadline / 2) and is not
+ * retried by the client: a late answer is of no use to the lease, which
+ * tries again on its own schedule, and an API server that does not answer
+ * must show as a store that is down (readiness, dbConnected, no acquire)
+ * instead of hiding in the client's backoff.
+ */
+static int op_timeout_ms(const struct k8s_backend *kb)
+{
+    int64_t t = kb->cfg->renew_deadline_ms / 2;
+
+    return t > 1000 ? (int)t : 1000;
+}
+
+static struct kube_req *send_req(struct k8s_backend *kb, const char *method, const char *path, const json_t *body,
+                                 int delay_ms, kube_response_cb cb, void *arg)
+{
+    struct kube_request_opts o = {.method = method,
+                                  .path = path,
+                                  .body = body,
+                                  .timeout_ms = op_timeout_ms(kb),
+                                  .no_retry = 1,
+                                  .delay_ms = delay_ms};
+
+    return kube_request(kb->k, &o, cb, arg);
+}
+
+/* Read-modify-write on the Lease: GET, mutate (non-zero: no write), PUT
+ * with the resourceVersion as read; a 409 reads again, up to 3 times. */
+struct rmw {
+    struct k8s_backend *kb;
+    kube_mutate_cb mutate;
+    kube_response_cb done;
+    void *arg;
+    int attempts;
+};
+
+static void rmw_get(struct rmw *m);
+
+static void rmw_put_done(void *arg, const struct kube_response *res)
+{
+    struct rmw *m = arg;
+
+    if (res->status == 409 && m->attempts < 3) {
+        rmw_get(m);
+        return;
+    }
+    m->done(m->arg, res);
+    free(m);
+}
+
+static void rmw_got(void *arg, const struct kube_response *res)
+{
+    struct rmw *m = arg;
+
+    if (res->status != 200 || !json_is_object(res->body) || m->mutate(m->arg, res->body) != 0) {
+        m->done(m->arg, res);
+        free(m);
+        return;
+    }
+    kube_own(send_req(m->kb, "PUT", m->kb->path, res->body, 0, rmw_put_done, m), m, free);
+}
+
+static void rmw_get(struct rmw *m)
+{
+    int delay = m->attempts > 0 ? 10 + rand() % 40 : 0;
+
+    m->attempts++;
+    kube_own(send_req(m->kb, "GET", m->kb->path, NULL, delay, rmw_got, m), m, free);
+}
+
+static void modify(struct k8s_backend *kb, kube_mutate_cb mutate, kube_response_cb done, void *arg)
+{
+    struct rmw *m = xcalloc(1, sizeof(*m));
+
+    m->kb = kb;
+    m->mutate = mutate;
+    m->done = done;
+    m->arg = arg;
+    rmw_get(m);
+}
+
+static void set_connected(struct k8s_backend *kb, const struct kube_response *res);
+
+static void probe_answer(void *arg, const struct kube_response *res)
+{
+    struct k8s_backend *kb = arg;
+
+    kb->probing = 0;
+    if (res->status == 200 && json_is_object(res->body))
+        observe(kb, res->body);
+    set_connected(kb, res);
+}
+
+static void on_probe(uv_timer_t *t)
+{
+    struct k8s_backend *kb = container_of(t, struct k8s_backend, probe);
+    uint64_t next;
+
+    if (kb->closing || kb->connected || kb->k == NULL)
+        return;
+    if (!kb->probing) {
+        kb->probing = 1;
+        if (send_req(kb, "GET", kb->path, NULL, 0, probe_answer, kb) == NULL)
+            kb->probing = 0;
+    }
+    /* 100 ms, doubling up to the retry period, with some jitter */
+    next = kb->probe_ms * 2;
+    if (next > (uint64_t)kb->cfg->retry_period_ms)
+        next = (uint64_t)kb->cfg->retry_period_ms;
+    kb->probe_ms = next > 0 ? next : 100;
+    uv_timer_start(&kb->probe, on_probe, kb->probe_ms + (uint64_t)(rand() % (int)(kb->probe_ms / 10 + 1)), 0);
+}
+
 static void set_connected(struct k8s_backend *kb, const struct kube_response *res)
 {
     int up = res->status != 0;
 
-    if (up != kb->connected && !kb->closing) {
-        kb->connected = up;
+    if (kb->closing)
+        return;
+    if (up) {
+        if (kb->connected)
+            return;
+        kb->connected = 1;
+        if (kb->probe_inited)
+            uv_timer_stop(&kb->probe);
         /* The instance first, so that the core does not treat the
          * reconnection as a possibly forgotten store. */
-        if (up)
-            lease_backend_instance(kb->base.lease, kb->instance);
-        lease_backend_store_state(kb->base.lease, up, up ? "connected" : res->err.message);
+        lease_backend_instance(kb->base.lease, kb->instance);
+        lease_backend_store_state(kb->base.lease, 1, "connected");
+        return;
+    }
+    /* Down, or still down: every failed attempt is reported.  The lease
+     * sends nothing while the store is down, so we find out ourselves
+     * when it is back. */
+    if (kb->connected)
+        kb->probe_ms = 100;
+    kb->connected = 0;
+    lease_backend_store_state(kb->base.lease, 0, res->err.message);
+    if (kb->probe_inited && !uv_is_active((uv_handle_t *)&kb->probe)) {
+        if (kb->probe_ms == 0)
+            kb->probe_ms = 100;
+        uv_timer_start(&kb->probe, on_probe, kb->probe_ms, 0);
     }
 }
 
@@ -286,7 +425,7 @@ static void acquire_read(void *arg, const struct kube_response *res)
             return;
         }
         o = new_lease(kb, NULL, next_token(0, kb->floor), 0);
-        kube_create(kb->k, kb->collection, o, acquired, kb);
+        send_req(kb, "POST", kb->collection, o, 0, acquired, kb);
         json_decref(o);
         return;
     }
@@ -311,7 +450,7 @@ static void acquire_read(void *arg, const struct kube_response *res)
     /* Keep metadata (with its resourceVersion: the CAS precondition). */
     o = new_lease(kb, json_object_get(lease, "metadata"), next_token(lease_token_of(lease), kb->floor),
                   lease_transitions_of(lease) + 1);
-    kube_update(kb->k, kb->path, o, acquired, kb);
+    send_req(kb, "PUT", kb->path, o, 0, acquired, kb);
     json_decref(o);
 }
 
@@ -322,7 +461,7 @@ static void kb_acquire(struct lease_backend *b, uint64_t min_token, enum lease_t
     kb->op = K_ACQUIRE;
     kb->floor = min_token;
     kb->take = take;
-    kube_get(kb->k, kb->path, acquire_read, kb);
+    send_req(kb, "GET", kb->path, NULL, 0, acquire_read, kb);
 }
 
 /* ---- renew and release (read-modify-write) --------------------------------- */
@@ -364,7 +503,7 @@ static void kb_renew(struct lease_backend *b, uint64_t token)
     kb->op = K_RENEW;
     kb->token = token;
     kb->not_ours = 0;
-    kube_modify(kb->k, kb->path, renew_mutate, renewed, kb);
+    modify(kb, renew_mutate, renewed, kb);
 }
 
 struct release_ctx {
@@ -419,7 +558,7 @@ static void kb_release(struct lease_backend *b, uint64_t token)
     rc->kb = kb;
     rc->token = token;
     kb->release_pending = 1;
-    kube_modify(kb->k, kb->path, release_mutate, released, rc);
+    modify(kb, release_mutate, released, rc);
 }
 
 /* ---- observe -------------------------------------------------------------- */
@@ -448,7 +587,7 @@ static void kb_observe(struct lease_backend *b)
     struct k8s_backend *kb = kb_of(b);
 
     kb->op = K_OBSERVE;
-    kube_get(kb->k, kb->path, observed, kb);
+    send_req(kb, "GET", kb->path, NULL, 0, observed, kb);
 }
 
 /* ---- the informer: fast reaction to changes ------------------------------- */
@@ -505,6 +644,9 @@ static int kb_start(struct lease_backend *b)
         log_error("lease", "storageType lease: %s", err);
         return -1;
     }
+    uv_timer_init(kb->loop, &kb->probe);
+    kb->probe.data = kb;
+    kb->probe_inited = 1;
     kb->path = kube_path("coordination.k8s.io", "v1", kb->ns, "leases", kb->name, NULL);
     kb->collection = kube_path("coordination.k8s.io", "v1", kb->ns, "leases", NULL, NULL);
     snprintf(selector, sizeof(selector), "metadata.name=%s", kb->name);
@@ -526,11 +668,18 @@ static void part_closed(void *arg)
         kb->close_cb(&kb->base);
 }
 
+static void probe_closed(uv_handle_t *h)
+{
+    part_closed(h->data);
+}
+
 static void maybe_finish_close(struct k8s_backend *kb)
 {
     if (kb->release_pending || kb->k == NULL)
         return;
-    kb->pending_closes = 2;
+    kb->pending_closes = 3;
+    uv_timer_stop(&kb->probe);
+    uv_close((uv_handle_t *)&kb->probe, probe_closed);
     informer_stop(kb->inf, part_closed, kb);
     kb->inf = NULL;
     kube_client_close(kb->k, part_closed, kb);
