@@ -4,6 +4,7 @@
 #   make SANITIZER=address    instrumented build in build/address/
 #   make deps | test | test-unit | test-system | bench | fuzz | clean
 #   make demo | demo-stop | cluster-up | cluster-down
+#   make image                localhost/highlander:$(VERSION) with podman (scripts/image.sh)
 
 VERSION := 0.1.0
 OPTIMIZATION ?= -O2
@@ -52,7 +53,7 @@ UNIT_SRCS := $(sort $(wildcard test/unit/test_*.c))
 UNIT_BINS := $(UNIT_SRCS:test/unit/%.c=$(BUILD)/test/%)
 
 .PHONY: all tools deps clean test test-unit test-unit-asan test-unit-valgrind test-system \
-        test-system-asan bench fuzz demo demo-stop cluster-up cluster-down chaos chaos-check
+        test-system-asan bench fuzz demo demo-stop cluster-up cluster-down chaos chaos-check image
 
 all: $(BUILD)/highlander
 
@@ -182,5 +183,10 @@ cluster-up:
 
 cluster-down:
 	@bash test/cluster/cluster.sh down
+
+# The Dockerfile built by podman, base image from debootstrap, all cached in
+# ~/.cache/highlander/image; prints the image's name, id and size.
+image:
+	@bash scripts/image.sh build
 
 -include $(OBJS:.o=.d) $(BUILD)/obj/main.d $(UNIT_BINS:=.d)

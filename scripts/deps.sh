@@ -8,7 +8,7 @@ set -eu
 PKGS="build-essential pkg-config libuv1-dev libhiredis-dev libcurl4-openssl-dev libcyaml-dev
 libyaml-dev libjansson-dev libpq-dev libcmocka-dev node-llhttp redis-server redis-sentinel
 redis-tools postgresql postgresql-client prometheus wrk valgrind clang libclang-rt-14-dev
-faketime curl procps iproute2 chromium"
+faketime curl procps iproute2 chromium podman runc debootstrap"
 
 missing=""
 for p in $PKGS; do
