@@ -10,6 +10,11 @@ import time
 from lease_helpers import LEASE_S, Cluster, RedisServer, check_no_overlap, mono_ns, read_intervals
 
 KEY = "highlander-leader-lock:default"
+STATE_KEY = "highlander-leader-state:default"
+# Read the state and the server clock, then delete, in one step.
+DELETE_LUA = ("local s = redis.call('GET', KEYS[2]); local t = redis.call('TIME'); "
+              "if ARGV[1] == 'DEL' then redis.call('DEL', KEYS[1]) else redis.call('FLUSHALL') end; "
+              "return {s, t[1], t[2]}")
 
 
 def token_of(c):
@@ -67,16 +72,24 @@ def test_lock_deleted_or_flushed_by_another_client(controller_factory):
     try:
         cl = Cluster(controller_factory, redis, n=3)
         leader = cl.wait_one_leader(timeout=LEASE_S + 8)
-        for how in (("DEL", KEY), ("FLUSHALL",)):
+        # DEL leaves the state key: it vouches that the lock expires at
+        # its "until" (server time), so the wait is what was left of the
+        # last renewal's lease.  FLUSHALL takes the state too: nothing
+        # vouches, and the wait is one full lease.
+        for how in ("DEL", "FLUSHALL"):
             before = token_of(leader)
             time.sleep(0.5)
             gone = mono_ns()  # before: the record cannot vanish earlier
-            redis.cmd(*how)
+            out = redis.cmd("EVAL", DELETE_LUA, 2, KEY, STATE_KEY, how).split("\n")
+            left_s = (int(out[0].split("|")[1]) - (int(out[1]) * 1000 + int(out[2]) // 1000)) / 1e3
+            bound = left_s if how == "DEL" else LEASE_S
+            assert 0 < left_s <= LEASE_S, out
             leader = wait_new_leader(cl, gone)
             new = starts_after(cl.log_path, gone)
-            assert new, "nobody leads again after %s" % how[0]
+            assert new, "nobody leads again after %s" % how
             waited = (new[0][1] - gone) / 1e9
-            assert waited >= LEASE_S - 0.05, "%s: took the absent lock after %.3f s" % (how[0], waited)
+            assert waited >= bound - 0.05, "%s: took the absent lock after %.3f s (bound %.3f s)" % (
+                how, waited, bound)
             assert token_of(leader) > before
         iv = cl.check()
         assert len(iv) >= 3
