@@ -60,6 +60,7 @@ struct lease {
     int instance_reported;      /* the backend reports instances at all */
     int instance_trusted;       /* we saw a record on this instance */
     uint64_t absent_since_ms;   /* first sight of an absent record we cannot vouch for */
+    uint64_t absent_token;      /* the store's last token at that sight */
     char holder_cluster[128];
     /* another replica's hold, as last read from the store */
     int other_known;
@@ -318,7 +319,7 @@ static void send_op(struct lease *l, enum lease_op op)
     l->op_sent_ns = time_mono_ns();
     switch (op) {
     case LEASE_OP_ACQUIRE:
-        l->backend->ops->acquire(l->backend, token_floor(l), take_policy(l));
+        l->backend->ops->acquire(l->backend, token_floor(l), take_policy(l), l->absent_token);
         break;
     case LEASE_OP_RENEW:
         l->backend->ops->renew(l->backend, l->token);
@@ -372,15 +373,24 @@ static void saw_record(struct lease *l)
 
 /* The record is absent and cannot be taken yet: start (or keep) waiting
  * one lease duration from the first such sight, and try again then. */
-static void saw_absent(struct lease *l, int vouched)
+static void saw_absent(struct lease *l, int vouched, uint64_t token)
 {
     uint64_t now = time_mono_ms();
     uint64_t until;
 
     if (vouched && l->instance_trusted)
         return; /* free: the next acquire may take it */
+    if (l->absent_since_ms && token != l->absent_token) {
+        /* Someone acquired (and the store lost it again) since we first
+         * saw it absent: that leadership began after our first sight, so
+         * the wait starts over. */
+        log_warn("lease", "the lease record is absent again with token %llu (was %llu): waiting one lease "
+                 "duration from now", (unsigned long long)token, (unsigned long long)l->absent_token);
+        l->absent_since_ms = 0;
+    }
     if (l->absent_since_ms == 0) {
         l->absent_since_ms = now;
+        l->absent_token = token;
         log_warn("lease", "the lease record is absent and %s; not taking it for %lld ms (one lease duration)",
                  !l->instance_trusted ? "this store instance was not seen holding it"
                                       : "the store cannot show it was released or expired",
@@ -451,7 +461,7 @@ void lease_backend_result(struct lease *l, enum lease_op op, enum lease_result r
         if (r == LEASE_ABSENT) {
             l->known = 1;
             set_holder(l, NULL, NULL, 0);
-            saw_absent(l, info ? info->vouched : 0);
+            saw_absent(l, info ? info->vouched : 0, info ? info->token : 0);
         } else if (r == LEASE_HELD && info && info->holder) {
             saw_record(l);
             l->known = 1;
@@ -471,7 +481,7 @@ void lease_backend_result(struct lease *l, enum lease_op op, enum lease_result r
             if (info && info->holder)
                 saw_record(l);
             else
-                saw_absent(l, info ? info->vouched : 0);
+                saw_absent(l, info ? info->vouched : 0, info ? info->token : 0);
             set_holder(l, info ? info->holder : NULL, info ? info->holder_cluster : NULL, info ? info->token : 0);
             if (info && info->holder && strcmp(info->holder, l->cfg->id) != 0) {
                 l->other_seen_ms = time_mono_ms();

@@ -454,7 +454,7 @@ static void acquire_read(void *arg, const struct kube_response *res)
     json_decref(o);
 }
 
-static void kb_acquire(struct lease_backend *b, uint64_t min_token, enum lease_take take)
+static void kb_acquire(struct lease_backend *b, uint64_t min_token, enum lease_take take, uint64_t seen)
 {
     struct k8s_backend *kb = kb_of(b);
 

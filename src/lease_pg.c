@@ -9,11 +9,25 @@
  * deadline; on expiry the connection is dropped and rebuilt with backoff.
  * The same connection LISTENs for release announcements.
  *
- * Table leader_locks keeps the Go controller's columns (key, value,
- * cluster_name, metadata, created_at, updated_at, expires_at, version) and
- * adds epoch, the fencing token.  Every time comparison uses the server's
- * now(); acquire, renew and release are each one statement.  A release
- * expires the row instead of deleting it, so the epoch survives.
+ * Table leader_locks is the Go controller's, shared with it: its columns
+ * (key, value, cluster_name, metadata, created_at, updated_at, expires_at,
+ * version) are created when missing and never altered (a running Go
+ * controller caches its plans on them).  What the Go controller does not
+ * keep lives in tables of our own:
+ *
+ *   highlander_lease_state  per key: epoch (the last fencing token), the
+ *       holder and until (the end of the last lock we saw or wrote), and
+ *       released.  It vouches for an absent lock: released, or until has
+ *       passed, shows nobody can lead on a lost row.  A lock row deleted or
+ *       truncated by another client (the Go controller deletes rows on
+ *       release) leaves it, so the epoch survives too.
+ *   highlander_members      live replicas and their clusters.
+ *
+ * Every time comparison uses the server's now(); acquire, renew, release
+ * and observe are each one statement.  A release expires the row instead
+ * of deleting it.  The store instance (lease_backend_instance) is the
+ * server's system identifier and postmaster start time, read in the
+ * connection's first round trip: only then is the store "connected".
  */
 #include "highlander/lease.h"
 #include "highlander/log.h"
@@ -32,44 +46,101 @@ static const char schema_sql[] =
     " metadata TEXT NOT NULL DEFAULT '{}', created_at TIMESTAMPTZ NOT NULL DEFAULT now(),"
     " updated_at TIMESTAMPTZ NOT NULL DEFAULT now(), expires_at TIMESTAMPTZ NOT NULL,"
     " version BIGINT NOT NULL DEFAULT 1);"
-    "ALTER TABLE leader_locks ADD COLUMN IF NOT EXISTS epoch BIGINT NOT NULL DEFAULT 0;"
+    "CREATE TABLE IF NOT EXISTS highlander_lease_state ("
+    " key TEXT PRIMARY KEY, epoch BIGINT NOT NULL, holder TEXT NOT NULL,"
+    " until_at TIMESTAMPTZ NOT NULL, released BOOLEAN NOT NULL DEFAULT false);"
     "CREATE TABLE IF NOT EXISTS highlander_members ("
     " tenant TEXT NOT NULL, member TEXT NOT NULL, cluster_name TEXT NOT NULL,"
     " expires_at TIMESTAMPTZ NOT NULL, PRIMARY KEY (tenant, member));";
 
-/* $1 key, $2 id, $3 cluster, $4 ttl ms, $5 token floor */
-static const char acquire_sql[] =
-    "WITH won AS ("
-    " INSERT INTO leader_locks AS l (key, value, cluster_name, metadata, created_at, updated_at, expires_at,"
-    "  version, epoch)"
-    " VALUES ($1, $2, $3, '{}', now(), now(), now() + $4::bigint * interval '1 millisecond', 1,"
-    "  GREATEST($5::bigint, 0) + 1)"
-    " ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value, cluster_name = EXCLUDED.cluster_name,"
-    "  created_at = now(), updated_at = now(), expires_at = EXCLUDED.expires_at, version = l.version + 1,"
-    "  epoch = GREATEST(l.epoch, $5::bigint) + 1"
-    " WHERE l.expires_at <= now()"
-    " RETURNING l.epoch, l.value, l.cluster_name, l.expires_at)"
-    " SELECT 1, epoch, value, cluster_name,"
-    "  (extract(epoch FROM expires_at - now()) * 1000)::bigint FROM won"
-    " UNION ALL"
-    " SELECT 0, epoch, value, cluster_name, (extract(epoch FROM expires_at - now()) * 1000)::bigint"
-    "  FROM leader_locks WHERE key = $1 AND NOT EXISTS (SELECT 1 FROM won)";
+/* The store instance, last in the setup round trip: the system identifier
+ * where this role may read it, and the postmaster's start time. */
+static const char instance_sql[] =
+    "SELECT CASE WHEN has_function_privilege('pg_control_system()', 'EXECUTE')"
+    " THEN (SELECT system_identifier::text FROM pg_control_system()) ELSE '?' END,"
+    " pg_postmaster_start_time()::text, current_database();";
 
-/* $1 key, $2 id, $3 ttl ms, $4 token */
+/* The lock row and our state of key $1, and whether an absent (or
+ * expired) lock is vouched for: an expired row is the store's own record;
+ * else the state must show a release or an end that has passed. */
+#define CUR_SQL \
+    "WITH cur AS (SELECT value, cluster_name, expires_at, expires_at > now() AS live" \
+    "  FROM leader_locks WHERE key = $1)," \
+    " st AS (SELECT epoch, holder, until_at, released FROM highlander_lease_state WHERE key = $1)," \
+    " v AS (SELECT (EXISTS (SELECT 1 FROM cur)" \
+    "  OR EXISTS (SELECT 1 FROM st WHERE released OR until_at <= now()))::int AS vouched),"
+
+/* A live lock we did not write (the Go controller's, or one whose state
+ * was lost): the state learns its holder and end, so it can vouch later. */
+#define SEEN_SQL \
+    " seen AS (INSERT INTO highlander_lease_state AS s (key, epoch, holder, until_at, released)" \
+    "  SELECT $1, 0, value, expires_at, false FROM cur WHERE live" \
+    "  ON CONFLICT (key) DO UPDATE SET holder = EXCLUDED.holder," \
+    "  until_at = GREATEST(s.until_at, EXCLUDED.until_at), released = false" \
+    "  WHERE s.holder <> EXCLUDED.holder OR s.until_at < EXCLUDED.until_at OR s.released RETURNING 1)"
+
+/* Rows: flag (1 won, 0 held, 2 absent and not taken), token, holder,
+ * cluster, ttl ms, vouched. */
+#define HELD_OR_ABSENT_SQL(won) \
+    " SELECT 0, COALESCE((SELECT epoch FROM st WHERE holder = c.value), 0), c.value, c.cluster_name," \
+    "  (extract(epoch FROM c.expires_at - now()) * 1000)::bigint, 0 FROM cur c" \
+    "  WHERE c.live" won \
+    " UNION ALL" \
+    " SELECT 2, COALESCE((SELECT epoch FROM st), 0), '', '', -1, vouched FROM v" \
+    "  WHERE NOT EXISTS (SELECT 1 FROM cur WHERE live)" won
+
+/* $1 key, $2 id, $3 cluster, $4 ttl ms, $5 token floor, $6 take
+ * (enum lease_take), $7 seen (lease.h).  The new epoch is above the state's and the floor;
+ * the state row's own ON CONFLICT makes it strictly larger than any
+ * epoch committed before, whatever the snapshot saw. */
+static const char acquire_sql[] =
+    CUR_SQL
+    " go AS (SELECT NOT EXISTS (SELECT 1 FROM cur WHERE live) AND (($6::int >= 1 AND vouched = 1)"
+    "  OR ($6::int = 2 AND COALESCE((SELECT epoch FROM st), 0) = $7::bigint"
+    "  AND NOT EXISTS (SELECT 1 FROM st WHERE NOT released AND until_at > now()))) AS ok FROM v),"
+    " won AS (INSERT INTO leader_locks AS l (key, value, cluster_name, metadata, created_at, updated_at,"
+    "  expires_at, version)"
+    "  SELECT $1, $2, $3, '{}', now(), now(), now() + $4::bigint * interval '1 millisecond', 1 FROM go WHERE ok"
+    "  ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value, cluster_name = EXCLUDED.cluster_name,"
+    "  metadata = '{}', created_at = now(), updated_at = now(), expires_at = EXCLUDED.expires_at,"
+    "  version = l.version + 1 WHERE l.expires_at <= now() RETURNING l.expires_at),"
+    " tok AS (INSERT INTO highlander_lease_state AS s (key, epoch, holder, until_at, released)"
+    "  SELECT $1, GREATEST(COALESCE((SELECT epoch FROM st), 0), $5::bigint) + 1, $2, expires_at, false FROM won"
+    "  ON CONFLICT (key) DO UPDATE SET epoch = GREATEST(s.epoch, $5::bigint) + 1, holder = EXCLUDED.holder,"
+    "  until_at = EXCLUDED.until_at, released = false RETURNING epoch),"
+    SEEN_SQL
+    " SELECT 1, epoch, $2, $3, $4::bigint, 1 FROM tok"
+    " UNION ALL"
+    HELD_OR_ABSENT_SQL(" AND NOT EXISTS (SELECT 1 FROM tok)");
+
+/* $1 key, $2 id, $3 ttl ms, $4 token: ours while the row names us and no
+ * later epoch was handed out; the state follows (and is rebuilt if lost). */
 static const char renew_sql[] =
-    "UPDATE leader_locks SET updated_at = now(), expires_at = now() + $3::bigint * interval '1 millisecond',"
-    " version = version + 1 WHERE key = $1 AND value = $2 AND epoch = $4::bigint RETURNING epoch";
+    "WITH r AS (UPDATE leader_locks SET updated_at = now(),"
+    " expires_at = now() + $3::bigint * interval '1 millisecond', version = version + 1"
+    " WHERE key = $1 AND value = $2"
+    " AND NOT EXISTS (SELECT 1 FROM highlander_lease_state WHERE key = $1 AND epoch > $4::bigint)"
+    " RETURNING expires_at),"
+    " s AS (INSERT INTO highlander_lease_state AS s (key, epoch, holder, until_at, released)"
+    " SELECT $1, $4::bigint, $2, expires_at, false FROM r"
+    " ON CONFLICT (key) DO UPDATE SET epoch = GREATEST(s.epoch, EXCLUDED.epoch), holder = EXCLUDED.holder,"
+    " until_at = GREATEST(s.until_at, EXCLUDED.until_at), released = false RETURNING 1)"
+    " SELECT 1 FROM r";
 
 /* $1 key, $2 id, $3 token, $4 channel */
 static const char release_sql[] =
     "WITH r AS (UPDATE leader_locks SET expires_at = now(), updated_at = now()"
-    " WHERE key = $1 AND value = $2 AND epoch = $3::bigint AND expires_at > now() RETURNING epoch)"
-    " SELECT epoch, pg_notify($4, 'released ' || epoch) FROM r";
+    " WHERE key = $1 AND value = $2 AND expires_at > now()"
+    " AND NOT EXISTS (SELECT 1 FROM highlander_lease_state WHERE key = $1 AND epoch > $3::bigint) RETURNING 1),"
+    " s AS (UPDATE highlander_lease_state SET released = true, until_at = LEAST(until_at, now())"
+    " WHERE key = $1 AND epoch = $3::bigint AND EXISTS (SELECT 1 FROM r) RETURNING 1)"
+    " SELECT $3::bigint, pg_notify($4, 'released ' || $3) FROM r";
 
-/* $1 key */
+/* $1 key; the same rows as acquire, never flag 1. */
 static const char observe_sql[] =
-    "SELECT value, cluster_name, epoch, (extract(epoch FROM expires_at - now()) * 1000)::bigint"
-    " FROM leader_locks WHERE key = $1 AND expires_at > now()";
+    CUR_SQL
+    SEEN_SQL
+    HELD_OR_ABSENT_SQL("");
 
 /* $1 tenant, $2 member, $3 cluster, $4 ttl ms */
 static const char members_sql[] =
@@ -90,6 +161,7 @@ enum pg_query { Q_NONE, Q_SETUP, Q_ACQUIRE, Q_RENEW, Q_RELEASE, Q_OBSERVE, Q_MEM
 struct queued {
     enum pg_query q;
     uint64_t token;
+    enum lease_take take;
     struct queued *next;
 };
 
@@ -111,6 +183,8 @@ struct pg_backend {
     uint64_t deadline_ms;
     enum pg_query current;     /* statement in flight */
     uint64_t current_token;
+    enum lease_take current_take;
+    uint64_t seen;             /* acquire's "seen" (lease.h), the latest */
     struct queued *queue, *queue_tail;
     int result_rows;
     PGresult *result;
@@ -182,7 +256,6 @@ static void maybe_closed(struct pg_backend *pb);
 /* Drops the connection; every queued and running statement fails. */
 static void drop(struct pg_backend *pb, const char *why)
 {
-    int was_up = pb->state == PG_READY;
     struct queued *q;
 
     if (pb->conn) {
@@ -210,8 +283,9 @@ static void drop(struct pg_backend *pb, const char *why)
         maybe_closed(pb);
         return;
     }
-    if (was_up || pb->state == PG_SETUP || pb->state == PG_CONNECTING)
-        lease_backend_store_state(pb->base.lease, 0, why);
+    /* Every failure, the first connect attempt's too, is reported: the
+     * lease logs and counts each one while the store is not up. */
+    lease_backend_store_state(pb->base.lease, 0, why);
     {
         uint64_t d = pb->backoff_ms / 2 + (uint64_t)rand() % (pb->backoff_ms / 2 + 1);
         pb->backoff_ms = pb->backoff_ms * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS : pb->backoff_ms * 2;
@@ -246,9 +320,18 @@ static void watch_socket(struct pg_backend *pb, int events)
 
 static void send_next(struct pg_backend *pb);
 
+/* Server notices ("relation already exists, skipping") go to the debug
+ * log instead of libpq's default, stderr. */
+static void on_notice(void *arg, const char *message)
+{
+    (void)arg;
+    log_debug("postgres", "%.*s", (int)strcspn(message, "\n"), message);
+}
+
 static void connected(struct pg_backend *pb)
 {
     PQsetnonblocking(pb->conn, 1);
+    PQsetNoticeProcessor(pb->conn, on_notice, NULL);
     pg_set_state(pb, PG_SETUP, "connected");
     /* Schema and LISTEN first, before any lease statement. */
     {
@@ -290,7 +373,7 @@ static void drive_connect(struct pg_backend *pb)
 static int param_count(enum pg_query q)
 {
     switch (q) {
-    case Q_ACQUIRE: return 5;
+    case Q_ACQUIRE: return 7;
     case Q_RENEW: return 4;
     case Q_RELEASE: return 4;
     case Q_OBSERVE: return 1;
@@ -302,8 +385,8 @@ static int param_count(enum pg_query q)
 static void send_next(struct pg_backend *pb)
 {
     struct queued *q;
-    char ttl[24], floor[24], tok[24], mttl[24];
-    const char *params[5];
+    char ttl[24], floor[24], tok[24], mttl[24], take[8], seen[24];
+    const char *params[7];
     const char *sql = NULL;
     int ok;
 
@@ -316,17 +399,20 @@ static void send_next(struct pg_backend *pb)
         pb->queue_tail = NULL;
     pb->current = q->q;
     pb->current_token = q->token;
+    pb->current_take = q->take;
     free(q);
     snprintf(ttl, sizeof(ttl), "%lld", (long long)pb->cfg->lease_duration_ms);
     snprintf(mttl, sizeof(mttl), "%lld", (long long)pb->cfg->retry_period_ms * 3);
     snprintf(floor, sizeof(floor), "%llu", (unsigned long long)pb->current_token);
     snprintf(tok, sizeof(tok), "%llu", (unsigned long long)pb->current_token);
+    snprintf(take, sizeof(take), "%d", (int)pb->current_take);
+    snprintf(seen, sizeof(seen), "%llu", (unsigned long long)pb->seen);
     switch (pb->current) {
     case Q_SETUP: {
         struct buf b;
         char *chan = PQescapeIdentifier(pb->conn, pb->channel, strlen(pb->channel));
         buf_init(&b);
-        buf_printf(&b, "%s LISTEN %s;", schema_sql, chan ? chan : "\"highlander\"");
+        buf_printf(&b, "%s LISTEN %s; %s", schema_sql, chan ? chan : "\"highlander\"", instance_sql);
         PQfreemem(chan);
         ok = PQsendQuery(pb->conn, b.data);
         buf_free(&b);
@@ -335,7 +421,7 @@ static void send_next(struct pg_backend *pb)
     case Q_ACQUIRE:
         sql = acquire_sql;
         params[0] = pb->key; params[1] = pb->cfg->id; params[2] = pb->cfg->cluster_name; params[3] = ttl;
-        params[4] = floor;
+        params[4] = floor; params[5] = take; params[6] = seen;
         break;
     case Q_RENEW:
         sql = renew_sql;
@@ -370,7 +456,7 @@ static void send_next(struct pg_backend *pb)
     pump(pb);
 }
 
-static void enqueue(struct pg_backend *pb, enum pg_query qk, uint64_t token)
+static void enqueue(struct pg_backend *pb, enum pg_query qk, uint64_t token, enum lease_take take)
 {
     struct queued *q;
 
@@ -381,6 +467,7 @@ static void enqueue(struct pg_backend *pb, enum pg_query qk, uint64_t token)
     q = xcalloc(1, sizeof(*q));
     q->q = qk;
     q->token = token;
+    q->take = take;
     if (pb->queue_tail)
         pb->queue_tail->next = q;
     else
@@ -413,25 +500,44 @@ static void complete(struct pg_backend *pb, PGresult *r, const char *err)
         return;
     }
     switch (q) {
-    case Q_SETUP:
+    case Q_SETUP: {
+        char id[160];
+        if (r == NULL || PQntuples(r) != 1 || PQnfields(r) != 3) {
+            drop(pb, "schema setup returned no instance");
+            return;
+        }
+        snprintf(id, sizeof(id), "postgres system %s started %s database %s", PQgetvalue(r, 0, 0),
+                 PQgetvalue(r, 0, 1), PQgetvalue(r, 0, 2));
         pg_set_state(pb, PG_READY, "schema ready");
         pb->backoff_ms = BACKOFF_MIN_MS;
         log_info("postgres", "connected to %s", pb->masked);
+        lease_backend_instance(pb->base.lease, id);
         lease_backend_store_state(pb->base.lease, 1, "connected");
         break;
+    }
     case Q_ACQUIRE:
-        if (r == NULL || PQntuples(r) == 0) {
-            /* No row at all cannot happen (the insert either wins or the
-             * row exists); treat it as an error to be safe. */
-            fail_query(pb, q, "acquire returned nothing");
+    case Q_OBSERVE: {
+        long long flag;
+        if (r == NULL || PQntuples(r) != 1 || PQnfields(r) != 6) {
+            /* Exactly one row by construction; anything else is an error. */
+            fail_query(pb, q, "unexpected result");
             break;
         }
+        flag = get_ll(r, 0, 0);
         info.token = (uint64_t)get_ll(r, 0, 1);
-        info.holder = PQgetvalue(r, 0, 2);
-        info.holder_cluster = PQgetvalue(r, 0, 3);
-        info.ttl_ms = get_ll(r, 0, 4);
-        lease_backend_result(pb->base.lease, LEASE_OP_ACQUIRE, get_ll(r, 0, 0) ? LEASE_OK : LEASE_HELD, &info);
+        if (flag != 2) {
+            info.holder = PQgetvalue(r, 0, 2);
+            info.holder_cluster = PQgetvalue(r, 0, 3);
+            info.ttl_ms = get_ll(r, 0, 4);
+        }
+        info.vouched = get_ll(r, 0, 5) == 1;
+        if (q == Q_OBSERVE)
+            lease_backend_result(pb->base.lease, LEASE_OP_OBSERVE, LEASE_OK, &info);
+        else
+            lease_backend_result(pb->base.lease, LEASE_OP_ACQUIRE,
+                                 flag == 1 ? LEASE_OK : flag == 2 ? LEASE_ABSENT : LEASE_HELD, &info);
         break;
+    }
     case Q_RENEW:
         if (r && PQntuples(r) == 1)
             info.ttl_ms = pb->cfg->lease_duration_ms;
@@ -442,15 +548,6 @@ static void complete(struct pg_backend *pb, PGresult *r, const char *err)
         pb->release_pending = 0;
         lease_backend_result(pb->base.lease, LEASE_OP_RELEASE, r && PQntuples(r) == 1 ? LEASE_OK : LEASE_NOT_OURS,
                              &info);
-        break;
-    case Q_OBSERVE:
-        if (r && PQntuples(r) == 1) {
-            info.holder = PQgetvalue(r, 0, 0);
-            info.holder_cluster = PQgetvalue(r, 0, 1);
-            info.token = (uint64_t)get_ll(r, 0, 2);
-            info.ttl_ms = get_ll(r, 0, 3);
-        }
-        lease_backend_result(pb->base.lease, LEASE_OP_OBSERVE, LEASE_OK, &info);
         break;
     case Q_MEMBERS:
         if (r && PQntuples(r) == 1)
@@ -657,15 +754,16 @@ static void maybe_members(struct pg_backend *pb)
 
     if (now - pb->last_members_ms >= (uint64_t)pb->cfg->retry_period_ms) {
         pb->last_members_ms = now;
-        enqueue(pb, Q_MEMBERS, 0);
+        enqueue(pb, Q_MEMBERS, 0, LEASE_TAKE_NEVER);
     }
 }
 
-static void pg_acquire(struct lease_backend *b, uint64_t min_token, enum lease_take take)
+static void pg_acquire(struct lease_backend *b, uint64_t min_token, enum lease_take take, uint64_t seen)
 {
     struct pg_backend *pb = pb_of(b);
 
-    enqueue(pb, Q_ACQUIRE, min_token);
+    pb->seen = seen;
+    enqueue(pb, Q_ACQUIRE, min_token, take);
     if (pb->state == PG_READY)
         maybe_members(pb);
 }
@@ -674,7 +772,7 @@ static void pg_renew(struct lease_backend *b, uint64_t token)
 {
     struct pg_backend *pb = pb_of(b);
 
-    enqueue(pb, Q_RENEW, token);
+    enqueue(pb, Q_RENEW, token, LEASE_TAKE_NEVER);
     if (pb->state == PG_READY)
         maybe_members(pb);
 }
@@ -684,14 +782,14 @@ static void pg_release(struct lease_backend *b, uint64_t token)
     struct pg_backend *pb = pb_of(b);
 
     pb->release_pending = pb->state == PG_READY;
-    enqueue(pb, Q_RELEASE, token);
+    enqueue(pb, Q_RELEASE, token, LEASE_TAKE_NEVER);
 }
 
 static void pg_observe(struct lease_backend *b)
 {
     struct pg_backend *pb = pb_of(b);
 
-    enqueue(pb, Q_OBSERVE, 0);
+    enqueue(pb, Q_OBSERVE, 0, LEASE_TAKE_NEVER);
     if (pb->state == PG_READY)
         maybe_members(pb);
 }
@@ -744,6 +842,16 @@ static void maybe_closed(struct pg_backend *pb)
         return;
     if (pb->release_pending && pb->conn) {
         return; /* let the release finish (or time out) first */
+    }
+    while (pb->queue) {
+        struct queued *q = pb->queue;
+        pb->queue = q->next;
+        free(q);
+    }
+    pb->queue_tail = NULL;
+    if (pb->result) {
+        PQclear(pb->result);
+        pb->result = NULL;
     }
     if (pb->conn) {
         PQfinish(pb->conn);

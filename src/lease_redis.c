@@ -41,7 +41,9 @@
 #include <string.h>
 
 /* Shared by acquire and observe: is an absent lock a release or an expiry
- * (1) or possibly a loss (0)?  Also returns the last token it names. */
+ * (1), a loss of the lock while the state shows a lease still running
+ * (-1: never taken before that end, whatever the policy), or possibly a
+ * loss of both (0)?  Also returns the last token it names. */
 #define VOUCH_LUA \
     "local function vouch(k)\n" \
     "  local st = redis.call('GET', k)\n" \
@@ -51,7 +53,7 @@
     "  local t = redis.call('TIME')\n" \
     "  local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)\n" \
     "  if rel == '1' or tonumber(untl) <= now then return 1, tok end\n" \
-    "  return 0, tok\n" \
+    "  return -1, tok\n" \
     "end\n"
 
 /* The state key written with a lock: "token|until|0" in server ms. */
@@ -75,7 +77,9 @@ static const char acquire_lua[] =
     "end\n"
     "local v, vtok = vouch(KEYS[3])\n"
     "local take = tonumber(ARGV[8])\n"
-    "if take == 0 or (take == 1 and v == 0) then return {2, '', -2, vtok, '', v} end\n"
+    "if take == 0 or v == -1 or (take == 1 and v == 0) or (take == 2 and v == 0 and vtok ~= ARGV[9]) then\n"
+    "  return {2, '', -2, vtok, '', v}\n"
+    "end\n"
     "local e = redis.call('INCR', KEYS[2])\n"
     "local floor = tonumber(ARGV[7])\n"
     "if e <= floor then e = floor + 1; redis.call('SET', KEYS[2], e) end\n"
@@ -381,17 +385,18 @@ static void send_record_script(struct redis_backend *rb, enum lease_op op, redis
         send_members(rb);
 }
 
-static void rb_acquire(struct lease_backend *b, uint64_t min_token, enum lease_take take)
+static void rb_acquire(struct lease_backend *b, uint64_t min_token, enum lease_take take, uint64_t seen)
 {
     struct redis_backend *rb = rb_of(b);
-    char now_iso[40], exp_iso[40], ttl_ms[24], ttl_ns[32], floor[24], tk[4];
+    char now_iso[40], exp_iso[40], ttl_ms[24], ttl_ns[32], floor[24], tk[4], sn[24];
 
     record_times(rb, now_iso, exp_iso, ttl_ms, ttl_ns);
     snprintf(floor, sizeof(floor), "%llu", (unsigned long long)min_token);
     snprintf(tk, sizeof(tk), "%d", (int)take);
+    snprintf(sn, sizeof(sn), "%llu", (unsigned long long)seen);
     {
         const char *argv[] = {"EVAL", acquire_lua, "3", rb->key, rb->epoch_key, rb->state_key, rb->cfg->id,
-                              rb->cfg->cluster_name, ttl_ms, now_iso, exp_iso, ttl_ns, floor, tk};
+                              rb->cfg->cluster_name, ttl_ms, now_iso, exp_iso, ttl_ns, floor, tk, sn};
         send_record_script(rb, LEASE_OP_ACQUIRE, acquire_reply, (int)ARRAY_SIZE(argv), argv);
     }
 }

@@ -57,7 +57,9 @@ enum lease_result {
 enum lease_take {
     LEASE_TAKE_NEVER,       /* only report it (instance not yet known to hold the data) */
     LEASE_TAKE_IF_VOUCHED,  /* take it when the store shows it was released or expired */
-    LEASE_TAKE_ANY,         /* take it (one full lease has passed since it was first seen absent) */
+    LEASE_TAKE_ANY,         /* take it (one full lease has passed since it was first seen absent),
+                               unless the store's last token is no longer the one seen then or
+                               its state shows a lease that has not ended */
 };
 
 /* What a backend learned from the store with a result. */
@@ -76,7 +78,10 @@ struct lease_backend_ops {
     const char *name;
     int (*start)(struct lease_backend *b);
     /* Each operation completes with exactly one lease_backend_result(). */
-    void (*acquire)(struct lease_backend *b, uint64_t min_token, enum lease_take take);
+    /* seen: under LEASE_TAKE_ANY, the last token the store named when the
+     * record was first seen absent; another one now means a leadership
+     * began (and was lost) since, so the record is reported absent. */
+    void (*acquire)(struct lease_backend *b, uint64_t min_token, enum lease_take take, uint64_t seen);
     void (*renew)(struct lease_backend *b, uint64_t token);
     void (*release)(struct lease_backend *b, uint64_t token);
     void (*observe)(struct lease_backend *b);

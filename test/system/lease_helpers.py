@@ -218,6 +218,14 @@ class PgServer:
                              capture_output=True, timeout=10)
         return out.stdout.decode().strip()
 
+    def script(self, q):
+        """Statements run one by one from a script (BEGIN ... COMMIT work),
+        every result printed; stops at the first error."""
+        out = subprocess.run(["psql", "-h", "127.0.0.1", "-p", str(self.port), "-U", "postgres", "-tA", "-v",
+                              "ON_ERROR_STOP=1", "-f", "-"], input=q.encode(), capture_output=True, timeout=10)
+        assert out.returncode == 0, out.stderr.decode()
+        return out.stdout.decode().strip()
+
     def kill(self):
         if self.proc and self.proc.poll() is None:
             subprocess.run(self.prefix + [os.path.join(self.bin, "pg_ctl"), "-D", os.path.join(self.dir, "data"),
