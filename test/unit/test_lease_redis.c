@@ -54,12 +54,19 @@ static redisReply *eval(redisContext *c, const char *script, int nkeys, const ch
 
 static const char *const K[] = {"highlander-leader-lock:t", "highlander-leader-epoch:t", "highlander-leader-state:t"};
 
-/* take: "0" never, "1" if vouched, "2" any (enum lease_take) */
-static redisReply *acquire_take(redisContext *c, const char *id, const char *floor, const char *take)
+/* take: "0" never, "1" if vouched, "2" any (enum lease_take); seen: the
+ * last token named when the lock was first seen absent */
+static redisReply *acquire_seen(redisContext *c, const char *id, const char *floor, const char *take,
+                                const char *seen)
 {
     const char *a[] = {K[0], K[1], K[2], id, "c1", "5000", "2026-01-01T00:00:00.000Z", "2026-01-01T00:00:05.000Z",
-                       "5000000000", floor, take};
-    return eval(c, acquire_lua, 3, a, 11);
+                       "5000000000", floor, take, seen};
+    return eval(c, acquire_lua, 3, a, 12);
+}
+
+static redisReply *acquire_take(redisContext *c, const char *id, const char *floor, const char *take)
+{
+    return acquire_seen(c, id, floor, take, "0");
 }
 
 static redisReply *acquire(redisContext *c, const char *id, const char *floor)
@@ -192,34 +199,54 @@ static void test_absent_lock_policy(void **state)
     assert_int_equal(strncmp(r->str, "101|", 4), 0);
     assert_int_equal(r->str[strlen(r->str) - 1], '0');
     freeReplyObject(r);
-    /* the lock deleted behind the holder's back: absent, not vouched */
+    /* the lock deleted behind the holder's back: absent, not vouched (-1:
+     * the state shows the lease still running) */
     freeReplyObject(redisCommand(c, "DEL %s", K[0]));
     r = observe(c);
     assert_int_equal(r->element[0]->integer, 0);
-    assert_int_equal(r->element[5]->integer, 0);
+    assert_int_equal(r->element[5]->integer, -1);
     assert_string_equal(r->element[3]->str, "101");
     freeReplyObject(r);
     r = acquire_take(c, "b", "0", "1");
     assert_int_equal(r->element[0]->integer, 2);
     freeReplyObject(r);
-    /* a clean release vouches: the next acquire takes it at once */
-    r = acquire_take(c, "a", "0", "2");
+    /* not even after the full wait while the state shows the lease running */
+    r = acquire_seen(c, "b", "0", "2", "101");
+    assert_int_equal(r->element[0]->integer, 2);
+    assert_int_equal(r->element[5]->integer, -1);
+    freeReplyObject(r);
+    /* once it has ended, vouched: taken under either policy */
+    freeReplyObject(redisCommand(c, "SET %s %s", K[2], "101|1|0"));
+    r = acquire_seen(c, "a", "0", "2", "101");
+    assert_int_equal(r->element[0]->integer, 1);
     assert_string_equal(r->element[3]->str, "102");
     freeReplyObject(r);
-    assert_int_equal(release(c, "a", "102"), 1);
+    /* everything lost: the full wait takes it only if the store names the
+     * token seen at the wait's start (none: "0"), not a later one */
+    freeReplyObject(redisCommand(c, "DEL %s %s", K[0], K[2]));
+    r = acquire_seen(c, "a", "0", "2", "102");
+    assert_int_equal(r->element[0]->integer, 2);
+    assert_string_equal(r->element[3]->str, "0");
+    freeReplyObject(r);
+    r = acquire_seen(c, "a", "0", "2", "0");
+    assert_int_equal(r->element[0]->integer, 1);
+    assert_string_equal(r->element[3]->str, "103");
+    freeReplyObject(r);
+    /* a clean release vouches: the next acquire takes it at once */
+    assert_int_equal(release(c, "a", "103"), 1);
     r = observe(c);
     assert_int_equal(r->element[5]->integer, 1);
     freeReplyObject(r);
     r = acquire_take(c, "b", "0", "1");
     assert_int_equal(r->element[0]->integer, 1);
-    assert_string_equal(r->element[3]->str, "103");
+    assert_string_equal(r->element[3]->str, "104");
     freeReplyObject(r);
     /* an expiry vouches too (the state's deadline is in server time) */
     freeReplyObject(redisCommand(c, "DEL %s", K[0]));
-    freeReplyObject(redisCommand(c, "SET %s %s", K[2], "103|1|0"));
+    freeReplyObject(redisCommand(c, "SET %s %s", K[2], "104|1|0"));
     r = acquire_take(c, "c", "0", "1");
     assert_int_equal(r->element[0]->integer, 1);
-    assert_string_equal(r->element[3]->str, "104");
+    assert_string_equal(r->element[3]->str, "105");
     freeReplyObject(r);
     /* a wall-clock sized floor survives Lua's numbers exactly */
     freeReplyObject(redisCommand(c, "FLUSHALL"));
