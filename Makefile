@@ -148,6 +148,7 @@ chaos: $(BUILD)/highlander
 
 # Part of 'make test': 150 faults over redis, sentinel and db, under 5 minutes.
 chaos-check: $(BUILD)/highlander
+	@python3 test/chaos/checker.py --selftest
 	@python3 test/chaos/chaos.py --seed 1 --faults 150 --stores redis,sentinel,db --max-seconds 250 \
 		--bin $(CURDIR)/$(BUILD)/highlander --out $(CURDIR)/$(BUILD)/chaos-check --results build/test-results.txt
 
