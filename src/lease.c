@@ -61,6 +61,10 @@ struct lease {
     int instance_trusted;       /* we saw a record on this instance */
     uint64_t absent_since_ms;   /* first sight of an absent record we cannot vouch for */
     uint64_t absent_token;      /* the store's last token at that sight */
+    uint64_t absent_last_ms;    /* send time of the latest answer that showed it absent */
+    enum lease_take sent_take;  /* the policy of the acquire in flight */
+    uint64_t probation_token;   /* taken after the full wait, not yet leading */
+    uint64_t probation_until_ms;
     char holder_cluster[128];
     /* another replica's hold, as last read from the store */
     int other_known;
@@ -302,6 +306,21 @@ static uint64_t token_floor(const struct lease *l)
     return l->max_seen_token > wall_ms ? l->max_seen_token : wall_ms;
 }
 
+/*
+ * Probation.  A record taken after the full wait (LEASE_TAKE_ANY) proves
+ * nothing by itself: another replica may have taken it, and the store lost
+ * it again, while we waited without seeing it.  So the taker leads only
+ * when a renewal sent one probation period later is confirmed: the record
+ * then stood in the store for that long.  Every other waiter keeps looking
+ * at least that often (from the send time of one look to the answer of
+ * the next; a longer gap restarts its wait), so it has seen our record and
+ * restarted its own wait.
+ */
+static uint64_t probation_ms(const struct lease *l)
+{
+    return (uint64_t)l->cfg->retry_period_ms * 2;
+}
+
 /* What an acquire may do with an absent record (see lease.h). */
 static enum lease_take take_policy(const struct lease *l)
 {
@@ -319,7 +338,8 @@ static void send_op(struct lease *l, enum lease_op op)
     l->op_sent_ns = time_mono_ns();
     switch (op) {
     case LEASE_OP_ACQUIRE:
-        l->backend->ops->acquire(l->backend, token_floor(l), take_policy(l), l->absent_token);
+        l->sent_take = take_policy(l);
+        l->backend->ops->acquire(l->backend, token_floor(l), l->sent_take, l->absent_token);
         break;
     case LEASE_OP_RENEW:
         l->backend->ops->renew(l->backend, l->token);
@@ -352,6 +372,15 @@ static void on_tick(uv_timer_t *t)
         schedule(l, jittered_retry(l));
         return;
     }
+    if (l->probation_token) {
+        if (now_ms < l->probation_until_ms) {
+            schedule(l, l->probation_until_ms - now_ms);
+            return;
+        }
+        send_op(l, LEASE_OP_RENEW);
+        schedule(l, jittered_retry(l));
+        return;
+    }
     if (l->cfg->remains_follower || now_ms < l->hold_until_ms) {
         send_op(l, LEASE_OP_OBSERVE);
         if (!l->cfg->remains_follower && l->hold_until_ms - now_ms < (uint64_t)l->cfg->retry_period_ms)
@@ -380,7 +409,13 @@ static void saw_absent(struct lease *l, int vouched, uint64_t token)
 
     if (vouched && l->instance_trusted)
         return; /* free: the next acquire may take it */
-    if (l->absent_since_ms && token != l->absent_token) {
+    if (l->absent_since_ms && now - l->absent_last_ms > probation_ms(l)) {
+        /* We did not look for longer than a probation period (store down,
+         * errors, a pause): someone may have taken and lost it unseen. */
+        log_warn("lease", "the lease record was out of sight for %llu ms: waiting one lease duration from now",
+                 (unsigned long long)(now - l->absent_last_ms));
+        l->absent_since_ms = 0;
+    } else if (l->absent_since_ms && token != l->absent_token) {
         /* Someone acquired (and the store lost it again) since we first
          * saw it absent: that leadership began after our first sight, so
          * the wait starts over. */
@@ -388,6 +423,7 @@ static void saw_absent(struct lease *l, int vouched, uint64_t token)
                  "duration from now", (unsigned long long)token, (unsigned long long)l->absent_token);
         l->absent_since_ms = 0;
     }
+    l->absent_last_ms = l->op_sent_ns / 1000000u;
     if (l->absent_since_ms == 0) {
         l->absent_since_ms = now;
         l->absent_token = token;
@@ -450,6 +486,17 @@ void lease_backend_result(struct lease *l, enum lease_op op, enum lease_result r
     }
     switch (op) {
     case LEASE_OP_ACQUIRE:
+        if (r == LEASE_OK && l->state == LS_FOLLOWER && l->sent_take == LEASE_TAKE_ANY) {
+            saw_record(l);
+            l->token = info->token;
+            l->probation_token = info->token;
+            l->probation_until_ms = time_mono_ms() + probation_ms(l);
+            log_info("lease", "took the absent lease record with token %llu after the full wait; leading once a "
+                     "renewal in %llu ms confirms it", (unsigned long long)info->token,
+                     (unsigned long long)probation_ms(l));
+            schedule(l, probation_ms(l));
+            return;
+        }
         if (r == LEASE_OK && l->state == LS_FOLLOWER) {
             saw_record(l);
             start_leading(l, info->token);
@@ -490,6 +537,20 @@ void lease_backend_result(struct lease *l, enum lease_op op, enum lease_result r
         }
         return;
     case LEASE_OP_RENEW:
+        if (l->probation_token && l->state == LS_FOLLOWER) {
+            uint64_t token = l->probation_token;
+            l->probation_token = 0;
+            if (r == LEASE_OK) {
+                start_leading(l, token); /* authority from this renewal's send time */
+                if (l->state == LS_LEADER)
+                    schedule(l, (uint64_t)l->cfg->retry_period_ms);
+            } else {
+                log_warn("lease", "the record taken with token %llu was %s during probation; not leading",
+                         (unsigned long long)token, r == LEASE_NOT_OURS ? "lost" : "not confirmed");
+                schedule(l, 0);
+            }
+            return;
+        }
         if (l->state != LS_LEADER)
             return;
         if (r == LEASE_OK) {

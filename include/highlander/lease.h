@@ -26,7 +26,11 @@
  * on that same instance).  Otherwise the replica waits one full lease
  * duration from the first moment it saw the record absent before taking
  * it: any authority based on a forgotten record ends within renewDeadline
- * of the loss, which came before that moment.  See docs/lease.md.
+ * of the loss, which came before that moment.  The wait restarts when the
+ * store names another last token, or when this replica did not look for
+ * longer than the probation period; a record taken after the full wait is
+ * led only once a renewal sent a probation period (2 x retryPeriod) later
+ * is confirmed.  See docs/lease.md.
  */
 #ifndef HIGHLANDER_LEASE_H
 #define HIGHLANDER_LEASE_H

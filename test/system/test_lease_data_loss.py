@@ -97,6 +97,37 @@ def test_lock_deleted_or_flushed_by_another_client(controller_factory):
         redis.stop()
 
 
+FLUSH_WHEN_TAKEN = ("if redis.call('EXISTS', KEYS[1]) == 1 then redis.call('FLUSHALL'); return 1 end; "
+                    "return 0")
+
+
+def test_lock_taken_after_the_wait_and_flushed_again_at_once(controller_factory):
+    """Everything lost twice: the first replica to take the lock after its
+    full wait loses it again milliseconds later, before anyone else looked.
+    The others' waits end a moment later and nothing in the store tells
+    them; the taker's probation (docs/lease.md) keeps it from leading, so
+    no two leaderships overlap (before it, the chaos run saw 70 ms)."""
+    redis = RedisServer()
+    try:
+        cl = Cluster(controller_factory, redis, n=3)
+        cl.wait_one_leader(timeout=LEASE_S + 8)
+        time.sleep(0.5)
+        gone = mono_ns()
+        redis.cmd("FLUSHALL")
+        deadline = time.time() + LEASE_S + 5
+        while redis.cmd("EVAL", FLUSH_WHEN_TAKEN, 1, KEY) != "1":
+            assert time.time() < deadline, "nobody took the lock after the full wait"
+        wait_new_leader(cl, gone)
+        time.sleep(1.0)
+        cl.check()
+        for iv in starts_after(cl.log_path, gone):
+            assert (iv[1] - gone) / 1e9 >= LEASE_S - 0.05, iv
+        logs = "".join(c.log() for c in cl.replicas)
+        assert "during probation; not leading" in logs, "the second loss did not hit a probation"
+    finally:
+        redis.stop()
+
+
 def test_clean_release_is_taken_at_once(controller_factory):
     """The other side of the rule: a release vouches, so a SIGTERM handover
     still takes milliseconds, not a lease."""
