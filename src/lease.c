@@ -63,7 +63,7 @@ struct lease {
     uint64_t absent_token;      /* the store's last token at that sight */
     uint64_t absent_last_ms;    /* send time of the latest answer that showed it absent */
     enum lease_take sent_take;  /* the policy of the acquire in flight */
-    uint64_t probation_token;   /* taken after the full wait, not yet leading */
+    int on_probation;           /* l->token taken after the full wait, not yet leading */
     uint64_t probation_until_ms;
     char holder_cluster[128];
     /* another replica's hold, as last read from the store */
@@ -372,7 +372,7 @@ static void on_tick(uv_timer_t *t)
         schedule(l, jittered_retry(l));
         return;
     }
-    if (l->probation_token) {
+    if (l->on_probation) {
         if (now_ms < l->probation_until_ms) {
             schedule(l, l->probation_until_ms - now_ms);
             return;
@@ -486,19 +486,18 @@ void lease_backend_result(struct lease *l, enum lease_op op, enum lease_result r
     }
     switch (op) {
     case LEASE_OP_ACQUIRE:
-        if (r == LEASE_OK && l->state == LS_FOLLOWER && l->sent_take == LEASE_TAKE_ANY) {
-            saw_record(l);
-            l->token = info->token;
-            l->probation_token = info->token;
-            l->probation_until_ms = time_mono_ms() + probation_ms(l);
-            log_info("lease", "took the absent lease record with token %llu after the full wait; leading once a "
-                     "renewal in %llu ms confirms it", (unsigned long long)info->token,
-                     (unsigned long long)probation_ms(l));
-            schedule(l, probation_ms(l));
-            return;
-        }
         if (r == LEASE_OK && l->state == LS_FOLLOWER) {
             saw_record(l);
+            if (l->sent_take == LEASE_TAKE_ANY) {
+                l->token = info->token;
+                l->on_probation = 1;
+                l->probation_until_ms = time_mono_ms() + probation_ms(l);
+                log_info("lease", "took the absent lease record with token %llu after the full wait; leading once "
+                         "a renewal in %llu ms confirms it", (unsigned long long)info->token,
+                         (unsigned long long)probation_ms(l));
+                schedule(l, probation_ms(l));
+                return;
+            }
             start_leading(l, info->token);
             if (l->state == LS_LEADER)
                 schedule(l, (uint64_t)l->cfg->retry_period_ms);
@@ -537,9 +536,9 @@ void lease_backend_result(struct lease *l, enum lease_op op, enum lease_result r
         }
         return;
     case LEASE_OP_RENEW:
-        if (l->probation_token && l->state == LS_FOLLOWER) {
-            uint64_t token = l->probation_token;
-            l->probation_token = 0;
+        if (l->on_probation && l->state == LS_FOLLOWER) {
+            uint64_t token = l->token;
+            l->on_probation = 0;
             if (r == LEASE_OK) {
                 start_leading(l, token); /* authority from this renewal's send time */
                 if (l->state == LS_LEADER)
