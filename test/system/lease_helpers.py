@@ -117,6 +117,16 @@ def mono_ns():
     return time.clock_gettime_ns(time.CLOCK_MONOTONIC)
 
 
+def token_of(c):
+    """The fencing token a replica reports in /status."""
+    return c.get_json("/status")[1]["data"]["fencingToken"]
+
+
+def starts_after(path, t_ns):
+    """Leadership intervals of the log that began after t_ns."""
+    return [iv for iv in read_intervals(path) if iv[1] > t_ns]
+
+
 class Cluster:
     """N replicas of one tenant on one Redis, sharing a leadership log."""
 

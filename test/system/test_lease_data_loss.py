@@ -7,7 +7,8 @@ import json
 import signal
 import time
 
-from lease_helpers import LEASE_S, Cluster, RedisServer, check_no_overlap, mono_ns, read_intervals
+from lease_helpers import (LEASE_S, Cluster, RedisServer, check_no_overlap, mono_ns, read_intervals, starts_after,
+                           token_of)
 
 KEY = "highlander-leader-lock:default"
 STATE_KEY = "highlander-leader-state:default"
@@ -15,14 +16,6 @@ STATE_KEY = "highlander-leader-state:default"
 DELETE_LUA = ("local s = redis.call('GET', KEYS[2]); local t = redis.call('TIME'); "
               "if ARGV[1] == 'DEL' then redis.call('DEL', KEYS[1]) else redis.call('FLUSHALL') end; "
               "return {s, t[1], t[2]}")
-
-
-def token_of(c):
-    return c.get_json("/status")[1]["data"]["fencingToken"]
-
-
-def starts_after(path, t_ns):
-    return [iv for iv in read_intervals(path) if iv[1] > t_ns]
 
 
 def wait_new_leader(cl, t_ns, timeout=LEASE_S + 8):

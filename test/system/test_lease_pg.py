@@ -6,7 +6,8 @@ own, so no two leaderships overlap and tokens keep increasing
 import re
 import time
 
-from lease_helpers import LEASE_S, Cluster, PgStore, check_no_overlap, mono_ns, read_intervals
+from lease_helpers import (LEASE_S, Cluster, PgStore, check_no_overlap, mono_ns, read_intervals, starts_after,
+                           token_of)
 
 KEY = "highlander-leader-lock:default"
 
@@ -17,14 +18,6 @@ GO_SCHEMA = ("CREATE TABLE leader_locks (key text PRIMARY KEY, value text, clust
              "CREATE INDEX idx_leader_locks_created_at ON leader_locks(created_at);")
 COLUMNS = ("SELECT string_agg(column_name || ':' || data_type, ',' ORDER BY ordinal_position)"
            " FROM information_schema.columns WHERE table_name = 'leader_locks'")
-
-
-def token_of(c):
-    return c.get_json("/status")[1]["data"]["fencingToken"]
-
-
-def starts_after(path, t_ns):
-    return [iv for iv in read_intervals(path) if iv[1] > t_ns]
 
 
 def wait_start_after(cl, t_ns, timeout=LEASE_S + 8):
