@@ -162,6 +162,7 @@ struct queued {
     enum pg_query q;
     uint64_t token;
     enum lease_take take;
+    uint64_t seen;             /* acquire's "seen" (lease.h) */
     struct queued *next;
 };
 
@@ -184,7 +185,7 @@ struct pg_backend {
     enum pg_query current;     /* statement in flight */
     uint64_t current_token;
     enum lease_take current_take;
-    uint64_t seen;             /* acquire's "seen" (lease.h), the latest */
+    uint64_t current_seen;
     struct queued *queue, *queue_tail;
     int result_rows;
     PGresult *result;
@@ -400,13 +401,14 @@ static void send_next(struct pg_backend *pb)
     pb->current = q->q;
     pb->current_token = q->token;
     pb->current_take = q->take;
+    pb->current_seen = q->seen;
     free(q);
     snprintf(ttl, sizeof(ttl), "%lld", (long long)pb->cfg->lease_duration_ms);
     snprintf(mttl, sizeof(mttl), "%lld", (long long)pb->cfg->retry_period_ms * 3);
     snprintf(floor, sizeof(floor), "%llu", (unsigned long long)pb->current_token);
     snprintf(tok, sizeof(tok), "%llu", (unsigned long long)pb->current_token);
     snprintf(take, sizeof(take), "%d", (int)pb->current_take);
-    snprintf(seen, sizeof(seen), "%llu", (unsigned long long)pb->seen);
+    snprintf(seen, sizeof(seen), "%llu", (unsigned long long)pb->current_seen);
     switch (pb->current) {
     case Q_SETUP: {
         struct buf b;
@@ -456,7 +458,8 @@ static void send_next(struct pg_backend *pb)
     pump(pb);
 }
 
-static void enqueue(struct pg_backend *pb, enum pg_query qk, uint64_t token, enum lease_take take)
+static void enqueue(struct pg_backend *pb, enum pg_query qk, uint64_t token, enum lease_take take,
+                    uint64_t seen)
 {
     struct queued *q;
 
@@ -468,6 +471,7 @@ static void enqueue(struct pg_backend *pb, enum pg_query qk, uint64_t token, enu
     q->q = qk;
     q->token = token;
     q->take = take;
+    q->seen = seen;
     if (pb->queue_tail)
         pb->queue_tail->next = q;
     else
@@ -754,7 +758,7 @@ static void maybe_members(struct pg_backend *pb)
 
     if (now - pb->last_members_ms >= (uint64_t)pb->cfg->retry_period_ms) {
         pb->last_members_ms = now;
-        enqueue(pb, Q_MEMBERS, 0, LEASE_TAKE_NEVER);
+        enqueue(pb, Q_MEMBERS, 0, LEASE_TAKE_NEVER, 0);
     }
 }
 
@@ -762,8 +766,7 @@ static void pg_acquire(struct lease_backend *b, uint64_t min_token, enum lease_t
 {
     struct pg_backend *pb = pb_of(b);
 
-    pb->seen = seen;
-    enqueue(pb, Q_ACQUIRE, min_token, take);
+    enqueue(pb, Q_ACQUIRE, min_token, take, seen);
     if (pb->state == PG_READY)
         maybe_members(pb);
 }
@@ -772,7 +775,7 @@ static void pg_renew(struct lease_backend *b, uint64_t token)
 {
     struct pg_backend *pb = pb_of(b);
 
-    enqueue(pb, Q_RENEW, token, LEASE_TAKE_NEVER);
+    enqueue(pb, Q_RENEW, token, LEASE_TAKE_NEVER, 0);
     if (pb->state == PG_READY)
         maybe_members(pb);
 }
@@ -782,14 +785,14 @@ static void pg_release(struct lease_backend *b, uint64_t token)
     struct pg_backend *pb = pb_of(b);
 
     pb->release_pending = pb->state == PG_READY;
-    enqueue(pb, Q_RELEASE, token, LEASE_TAKE_NEVER);
+    enqueue(pb, Q_RELEASE, token, LEASE_TAKE_NEVER, 0);
 }
 
 static void pg_observe(struct lease_backend *b)
 {
     struct pg_backend *pb = pb_of(b);
 
-    enqueue(pb, Q_OBSERVE, 0, LEASE_TAKE_NEVER);
+    enqueue(pb, Q_OBSERVE, 0, LEASE_TAKE_NEVER, 0);
     if (pb->state == PG_READY)
         maybe_members(pb);
 }
