@@ -182,11 +182,12 @@ class RedisProc:
     """One redis-server on loopback.  aof=True: appendonly with fsync on
     every write, so kill -9 keeps the data (a crash with a durable disk)."""
 
-    def __init__(self, dir, port=None, aof=False, replicaof=None):
+    def __init__(self, dir, port=None, aof=False, replicaof=None, extra=()):
         self.dir = dir
         os.makedirs(dir, exist_ok=True)
         self.port = port or free_port()
         self.aof = aof
+        self.extra = list(extra)
         self.proc = None
         self.start(replicaof)
 
@@ -194,6 +195,7 @@ class RedisProc:
         argv = [shutil.which("redis-server"), "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
                 "--dir", self.dir, "--logfile", os.path.join(self.dir, "redis.log")]
         argv += ["--appendonly", "yes", "--appendfsync", "always"] if self.aof else ["--appendonly", "no"]
+        argv += self.extra
         if replicaof:
             argv += ["--replicaof", "127.0.0.1", str(replicaof)]
         self.proc = spawn(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -356,10 +358,17 @@ class SentinelStore(Store):
     def setup(self):
         d = os.path.join(self.run.dir, "redis")
         self.servers = {}
-        a = RedisProc(os.path.join(d, "a"))
-        b = RedisProc(os.path.join(d, "b"), replicaof=a.port)
-        self.servers = {a.port: a, b.port: b}
-        wait_until(lambda: "master_link_status:up" in (resp_ok(b.port, "INFO", "replication") or ""), 15)
+        # The Sentinel assumption of docs/lease.md: a master that has lost
+        # its replicas (deposed, or cut off while the sentinels promote
+        # another) refuses writes, so two masters never both take a renewal.
+        # Two replicas, so that one down does not stop the writes.
+        fenced = ["--min-replicas-to-write", "1", "--min-replicas-max-lag", "1"]
+        a = RedisProc(os.path.join(d, "a"), extra=fenced)
+        b = RedisProc(os.path.join(d, "b"), replicaof=a.port, extra=fenced)
+        c = RedisProc(os.path.join(d, "c"), replicaof=a.port, extra=fenced)
+        self.servers = {a.port: a, b.port: b, c.port: c}
+        for r in (b, c):
+            wait_until(lambda: "master_link_status:up" in (resp_ok(r.port, "INFO", "replication") or ""), 15)
         self.sentinels = []
         for i in range(3):
             port = free_port()
@@ -395,14 +404,15 @@ class SentinelStore(Store):
         return votes.most_common(1)[0][0] if votes else None
 
     def wait_replica_ready(self, timeout):
-        """The replica is in sync and at least two sentinels consider it
-        good, so that a failover can pick it."""
+        """Both replicas are in sync and at least two sentinels consider
+        one good, so that a failover can pick it and the other one keeps
+        the new master writable."""
         def ready():
             m = self.master()
             if m is None:
                 return False
             info = resp_ok(m, "INFO", "replication") or ""
-            if "role:master" not in info or "state=online" not in info:
+            if "role:master" not in info or info.count("state=online") < 2:
                 return False
             good = 0
             for s in self.sentinels:
