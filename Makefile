@@ -68,10 +68,12 @@ $(BUILD)/obj/%.o: src/%.c | third_party/llhttp/llhttp.h
 	@mkdir -p $(dir $@)
 	$(CC) $(CPPFLAGS) $(CFLAGS) $(WARN) -c -o $@ $<
 
-# llhttp is third-party code: compiled without our warning set.
-$(BUILD)/obj/llhttp_%.o: third_party/llhttp/%.c third_party/llhttp/llhttp.h
+# llhttp is third-party code: compiled without our warning set, in its
+# strict mode (RFC 9112: no whitespace in or after a field name, CRLF
+# line ends, no obs-fold).
+$(BUILD)/obj/llhttp_%.o: third_party/llhttp/%.c third_party/llhttp/llhttp.h Makefile
 	@mkdir -p $(dir $@)
-	$(CC) $(CPPFLAGS) $(CFLAGS) -w -c -o $@ $<
+	$(CC) $(CPPFLAGS) $(CFLAGS) -DLLHTTP_STRICT_MODE=1 -w -c -o $@ $<
 
 # llhttp 8.1's C sources come from Debian's node-llhttp package.
 LLHTTP_DEB := /usr/share/llhttp

@@ -129,10 +129,10 @@ static void h_debug_status(void *ctx, const struct http_request *req, struct htt
                         json_pack("{s:I, s:f, s:f, s:i, s:i}", "iterations", (json_int_t)api->loopstat->iterations,
                                   "lagMaxMs", lag_max, "lagP99Ms", lag_p99, "activeHandles",
                                   count_active(app_loop(api->app)), "windowSeconds", 60));
-    json_object_set_new(o, "http", json_pack("{s:I, s:I, s:I, s:I, s:i}", "accepted", (json_int_t)hs.accepted,
-                                             "rejected", (json_int_t)hs.rejected, "requests",
-                                             (json_int_t)hs.requests, "timeouts", (json_int_t)hs.timeouts,
-                                             "open", (int)hs.open));
+    json_object_set_new(o, "http", json_pack("{s:I, s:I, s:I, s:I, s:I, s:i}", "accepted", (json_int_t)hs.accepted,
+                                             "rejected", (json_int_t)hs.rejected, "shed", (json_int_t)hs.shed,
+                                             "requests", (json_int_t)hs.requests, "timeouts",
+                                             (json_int_t)hs.timeouts, "open", (int)hs.open));
     json_object_set_new(o, "leadershipHistory", status_history_json(api->status));
     json_object_set_new(o, "memberClusters", json_integer(api->status->member_clusters));
     send_data(res, o);

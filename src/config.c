@@ -24,7 +24,8 @@ enum setting {
     S_REDIS_ADDR, S_REDIS_USERNAME, S_REDIS_PASSWORD, S_REDIS_DB, S_DATABASE_URL,
     S_CLUSTER_NAME, S_KUBECONFIG, S_TERMINATION_GRACE, S_HANDOVER,
     S_LEASE_DURATION, S_RENEW_DEADLINE, S_RETRY_PERIOD, S_LOG_LEVEL, S_LOG_FORMAT,
-    S_API_TOKEN, S_BIND_ADDRESS, S_HTTP_MAX_CONNS, S_KUBE_QPS, S_KUBE_BURST, S_CRD_NAMESPACES, S_FENCING, S_COUNT
+    S_API_TOKEN, S_BIND_ADDRESS, S_HTTP_MAX_CONNS, S_HTTP_OUTPUT, S_HTTP_BODIES, S_HTTP_WRITE_TIMEOUT,
+    S_KUBE_QPS, S_KUBE_BURST, S_CRD_NAMESPACES, S_FENCING, S_COUNT
 };
 
 struct setting_desc {
@@ -60,6 +61,9 @@ static const struct setting_desc settings[S_COUNT] = {
     [S_API_TOKEN] = {NULL, "HIGHLANDER_API_TOKEN", NULL, NULL},
     [S_BIND_ADDRESS] = {NULL, "HIGHLANDER_BIND_ADDRESS", "bind-address", "0.0.0.0"},
     [S_HTTP_MAX_CONNS] = {NULL, "HIGHLANDER_HTTP_MAX_CONNECTIONS", "http-max-connections", "4096"},
+    [S_HTTP_OUTPUT] = {NULL, "HIGHLANDER_HTTP_MAX_OUTPUT_BYTES", "http-max-output-bytes", "1048576"},
+    [S_HTTP_BODIES] = {NULL, "HIGHLANDER_HTTP_MAX_BODIES_BYTES", "http-max-bodies-bytes", "16777216"},
+    [S_HTTP_WRITE_TIMEOUT] = {NULL, "HIGHLANDER_HTTP_WRITE_TIMEOUT", "http-write-timeout", "10s"},
     [S_KUBE_QPS] = {NULL, "HIGHLANDER_KUBE_QPS", "kube-qps", "20"},
     [S_KUBE_BURST] = {NULL, "HIGHLANDER_KUBE_BURST", "kube-burst", "30"},
     /* A list in the file; comma-separated in the variable and the flag. */
@@ -634,6 +638,15 @@ static void convert(struct merged *m, struct config *c, struct config_errors *er
     c->bind_address = take(m, S_BIND_ADDRESS);
     if (parse_int(&m->v[S_HTTP_MAX_CONNS], 1, 1000000, &n, errs) == 0)
         c->http_max_connections = (unsigned)n;
+    /* At least one answer of the largest kind (a dashboard file, a full
+     * /api/dashboard) must fit, or every pipelined request waits. */
+    if (parse_int(&m->v[S_HTTP_OUTPUT], 65536, 1L << 30, &n, errs) == 0)
+        c->http_max_output_bytes = (size_t)n;
+    if (parse_int(&m->v[S_HTTP_BODIES], 1048576, 1L << 32, &n, errs) == 0)
+        c->http_max_bodies_bytes = (size_t)n;
+    if (parse_duration(&m->v[S_HTTP_WRITE_TIMEOUT], &c->http_write_timeout_ms, errs) == 0 &&
+        c->http_write_timeout_ms < 100)
+        config_errors_add(errs, "%s: must be at least 100ms", m->v[S_HTTP_WRITE_TIMEOUT].origin);
     if (parse_int(&m->v[S_KUBE_QPS], 1, 100000, &n, errs) == 0)
         c->kube_qps = (int)n;
     if (parse_int(&m->v[S_KUBE_BURST], 1, 100000, &n, errs) == 0)

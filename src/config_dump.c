@@ -346,6 +346,9 @@ char *config_dump(const struct config *c)
     json_object_set_new(o, "apiToken", c->api_token ? json_string(MASK) : json_null());
     set_str(o, "bindAddress", c->bind_address);
     json_object_set_new(o, "httpMaxConnections", json_integer(c->http_max_connections));
+    json_object_set_new(o, "httpMaxOutputBytes", json_integer((json_int_t)c->http_max_output_bytes));
+    json_object_set_new(o, "httpMaxBodiesBytes", json_integer((json_int_t)c->http_max_bodies_bytes));
+    json_object_set_new(o, "httpWriteTimeoutMs", json_integer(c->http_write_timeout_ms));
     json_object_set_new(o, "kubeQPS", json_integer(c->kube_qps));
     json_object_set_new(o, "kubeBurst", json_integer(c->kube_burst));
     json_object_set_new(o, "fencing", json_pack("{s:b}", "enabled", c->fencing));

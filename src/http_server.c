@@ -1,14 +1,23 @@
 /*
  * The socket side of the HTTP server.
  *
- * Each connection embeds its TCP handle and one timer; the timer enforces
- * the header timeout while a request is in progress (armed once at its
- * first byte, never pushed back by later bytes, so a slowloris client is
- * cut off) and the idle timeout between requests.  A connection is freed
- * when both handles have closed.  Reads use one buffer shared by the
- * server: libuv calls alloc and read back to back on this one thread, and
- * the session copies what it keeps.  Above 1 MiB of unsent responses the
- * connection stops reading until the peer catches up.
+ * Each connection embeds its TCP handle and one timer.  The timer runs
+ * one of three clocks: while answers wait in the socket, the write timeout
+ * (restarted by each completed write; a peer that reads nothing is
+ * closed); else while a request is in progress, the header timeout (armed
+ * once at its first byte, never pushed back by later bytes, so a slowloris
+ * client is cut off); else the idle timeout.  A connection is freed when
+ * both handles have closed.  Reads use one buffer shared by the server:
+ * libuv calls alloc and read back to back on this one thread, and the
+ * session copies what it keeps.
+ *
+ * Memory is bounded by the limits, not by the peers: once a connection's
+ * unsent answers reach max_output_bytes the session answers no further
+ * request and the connection stops reading until the peer has read; all
+ * request bodies together stay within max_bodies_bytes.  At the
+ * connection cap the least recently active connection is closed to make
+ * room (connections are kept in activity order), so that probes are
+ * answered however many idle or slow peers hold connections.
  */
 #include "highlander/http.h"
 #include "highlander/log.h"
@@ -17,7 +26,8 @@
 #include <string.h>
 
 #define READ_BUF_SIZE (64 * 1024)
-#define WRITE_HIGH_WATER (1024 * 1024)
+
+enum conn_clock { CLOCK_IDLE, CLOCK_REQUEST, CLOCK_WRITE };
 
 struct http_conn {
     uv_tcp_t tcp;
@@ -28,7 +38,7 @@ struct http_conn {
     int handles_open;
     int closing;
     int reading;
-    int request_timer;        /* timer currently measures a request */
+    enum conn_clock clock;    /* what the timer currently measures */
     size_t pending_writes;
 };
 
@@ -43,7 +53,9 @@ struct http_server {
     uv_tcp_t listener;
     const struct http_router *router;
     const struct http_limits *limits;
-    struct http_conn *conns;
+    struct http_conn *conns;  /* most recently active first */
+    struct http_conn *oldest; /* the tail of conns */
+    size_t bodies_used;       /* the sessions' shared body budget */
     struct http_server_stats stats;
     char read_buf[READ_BUF_SIZE];
     int listening;
@@ -69,6 +81,43 @@ static void server_maybe_done(struct http_server *srv)
     }
 }
 
+static void conn_unlink(struct http_conn *c)
+{
+    struct http_server *srv = c->srv;
+
+    if (c->prev)
+        c->prev->next = c->next;
+    else
+        srv->conns = c->next;
+    if (c->next)
+        c->next->prev = c->prev;
+    else
+        srv->oldest = c->prev;
+    c->prev = c->next = NULL;
+}
+
+static void conn_push_front(struct http_conn *c)
+{
+    struct http_server *srv = c->srv;
+
+    c->prev = NULL;
+    c->next = srv->conns;
+    if (srv->conns)
+        srv->conns->prev = c;
+    else
+        srv->oldest = c;
+    srv->conns = c;
+}
+
+/* Marks activity: the connection moves to the front of the order. */
+static void conn_touch(struct http_conn *c)
+{
+    if (c->closing || c->srv->conns == c)
+        return;
+    conn_unlink(c);
+    conn_push_front(c);
+}
+
 static void conn_handle_closed(uv_handle_t *h)
 {
     struct http_conn *c = h->data;
@@ -76,15 +125,8 @@ static void conn_handle_closed(uv_handle_t *h)
 
     if (--c->handles_open > 0)
         return;
-    if (c->prev)
-        c->prev->next = c->next;
-    else
-        srv->conns = c->next;
-    if (c->next)
-        c->next->prev = c->prev;
     http_session_free(&c->session);
     free(c);
-    srv->stats.open--;
     srv->handles_open--;
     server_maybe_done(srv);
 }
@@ -94,6 +136,8 @@ static void conn_close(struct http_conn *c)
     if (c->closing)
         return;
     c->closing = 1;
+    conn_unlink(c); /* a closing connection is never shed again */
+    c->srv->stats.open--;
     uv_close((uv_handle_t *)&c->tcp, conn_handle_closed);
     uv_close((uv_handle_t *)&c->timer, conn_handle_closed);
 }
@@ -102,21 +146,52 @@ static void on_timer(uv_timer_t *t);
 static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf);
 static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf);
 
-static void arm_timer(struct http_conn *c)
+/* progress: a write completed (the write clock starts again). */
+static void arm_timer(struct http_conn *c, int progress)
 {
+    const struct http_limits *l = c->srv->limits;
+
     if (c->closing)
         return;
-    if (c->session.in_message) {
+    if (c->pending_writes > 0) {
+        if (c->clock != CLOCK_WRITE || progress) {
+            c->clock = CLOCK_WRITE;
+            uv_timer_start(&c->timer, on_timer, l->write_timeout_ms, 0);
+        }
+    } else if (c->session.in_message) {
         /* Armed once per request: later bytes do not extend it. */
-        if (!c->request_timer) {
-            c->request_timer = 1;
-            uv_timer_start(&c->timer, on_timer, c->srv->limits->header_timeout_ms, 0);
+        if (c->clock != CLOCK_REQUEST) {
+            c->clock = CLOCK_REQUEST;
+            uv_timer_start(&c->timer, on_timer, l->header_timeout_ms, 0);
         }
     } else {
-        c->request_timer = 0;
-        uv_timer_start(&c->timer, on_timer, c->srv->limits->idle_timeout_ms, 0);
+        c->clock = CLOCK_IDLE;
+        uv_timer_start(&c->timer, on_timer, l->idle_timeout_ms, 0);
     }
 }
+
+static size_t write_backlog(struct http_conn *c)
+{
+    return uv_stream_get_write_queue_size((uv_stream_t *)&c->tcp);
+}
+
+static void start_reading(struct http_conn *c)
+{
+    if (!c->reading && !c->closing && !c->session.closing && !c->session.paused) {
+        c->reading = 1;
+        uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
+    }
+}
+
+static void stop_reading(struct http_conn *c)
+{
+    if (c->reading) {
+        c->reading = 0;
+        uv_read_stop((uv_stream_t *)&c->tcp);
+    }
+}
+
+static void flush(struct http_conn *c);
 
 static void on_write(uv_write_t *req, int status)
 {
@@ -132,14 +207,25 @@ static void on_write(uv_write_t *req, int status)
         conn_close(c);
         return;
     }
-    if (c->session.closing && c->pending_writes == 0) {
-        conn_close(c);
+    conn_touch(c);
+    if (c->session.paused) {
+        uint64_t before = c->session.requests;
+        c->session.backlog = write_backlog(c);
+        if (http_session_resume(&c->session) < 0)
+            stop_reading(c);
+        c->srv->stats.requests += c->session.requests - before;
+        flush(c);
+        if (c->closing)
+            return;
+    }
+    if (c->session.closing) {
+        flush(c); /* closes once everything is written */
+        arm_timer(c, 1);
         return;
     }
-    if (!c->reading && uv_stream_get_write_queue_size((uv_stream_t *)&c->tcp) < WRITE_HIGH_WATER) {
-        c->reading = 1;
-        uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
-    }
+    if (write_backlog(c) < c->srv->limits->max_output_bytes)
+        start_reading(c);
+    arm_timer(c, 1);
 }
 
 /* Hands the session's queued output to libuv. */
@@ -167,10 +253,8 @@ static void flush(struct http_conn *c)
         return;
     }
     c->pending_writes++;
-    if (c->reading && uv_stream_get_write_queue_size((uv_stream_t *)&c->tcp) >= WRITE_HIGH_WATER) {
-        c->reading = 0;
-        uv_read_stop((uv_stream_t *)&c->tcp);
-    }
+    if (write_backlog(c) >= c->srv->limits->max_output_bytes)
+        stop_reading(c);
 }
 
 static void on_timer(uv_timer_t *t)
@@ -178,12 +262,15 @@ static void on_timer(uv_timer_t *t)
     struct http_conn *c = container_of(t, struct http_conn, timer);
 
     c->srv->stats.timeouts++;
-    http_session_timeout(&c->session);
-    if (c->reading) {
-        c->reading = 0;
-        uv_read_stop((uv_stream_t *)&c->tcp);
+    stop_reading(c);
+    if (c->clock == CLOCK_WRITE) {
+        /* The peer reads nothing: what it has not read is dropped. */
+        conn_close(c);
+        return;
     }
+    http_session_timeout(&c->session);
     flush(c);
+    arm_timer(c, 0); /* a 408 that is never read meets the write clock */
 }
 
 static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
@@ -205,23 +292,20 @@ static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
     if (nread < 0) {
         /* EOF or error: answered requests are already queued. */
         c->session.closing = 1;
-        if (c->reading) {
-            c->reading = 0;
-            uv_read_stop(stream);
-        }
+        stop_reading(c);
         if (c->pending_writes == 0 && c->session.out.len == 0)
             conn_close(c);
         else
             flush(c);
         return;
     }
-    if (http_session_feed(&c->session, buf->base, (size_t)nread) != 0 && c->reading) {
-        c->reading = 0;
-        uv_read_stop(stream);
-    }
+    conn_touch(c);
+    c->session.backlog = write_backlog(c);
+    if (http_session_feed(&c->session, buf->base, (size_t)nread) != 0)
+        stop_reading(c);
     c->srv->stats.requests += c->session.requests - before;
     flush(c);
-    arm_timer(c);
+    arm_timer(c, 0);
 }
 
 static void on_busy_closed(uv_handle_t *h)
@@ -242,8 +326,15 @@ static void on_connection(uv_stream_t *listener, int status)
         log_warn("http", "accept failed: %s", uv_strerror(status));
         return;
     }
+    if (srv->stats.open >= srv->limits->max_connections && srv->oldest) {
+        /* At the cap the least recently active connection makes room:
+         * whoever holds connections open without using them cannot lock
+         * out a probe that connects and asks at once. */
+        srv->stats.shed++;
+        conn_close(srv->oldest);
+    }
     if (srv->stats.open >= srv->limits->max_connections) {
-        /* Over the cap: accept, answer 503 without blocking, close. */
+        /* Still over the cap: accept, answer 503 without blocking, close. */
         uv_tcp_t *t = xmalloc(sizeof(*t));
         uv_buf_t b = uv_buf_init((char *)busy_response, sizeof(busy_response) - 1);
         uv_tcp_init(srv->loop, t);
@@ -263,10 +354,8 @@ static void on_connection(uv_stream_t *listener, int status)
     c->timer.data = c;
     c->handles_open = 2;
     http_session_init(&c->session, srv->router, srv->limits);
-    c->next = srv->conns;
-    if (srv->conns)
-        srv->conns->prev = c;
-    srv->conns = c;
+    c->session.bodies_used = &srv->bodies_used;
+    conn_push_front(c);
     srv->stats.open++;
     srv->stats.accepted++;
     srv->handles_open++;
@@ -275,9 +364,8 @@ static void on_connection(uv_stream_t *listener, int status)
         return;
     }
     uv_tcp_nodelay(&c->tcp, 1);
-    c->reading = 1;
-    uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
-    arm_timer(c);
+    start_reading(c);
+    arm_timer(c, 0);
 }
 
 struct http_server *http_server_new(uv_loop_t *loop, const struct http_router *router,

@@ -20,8 +20,11 @@ void http_limits_default(struct http_limits *l)
 {
     l->max_header_bytes = 16 * 1024;
     l->max_body_bytes = 1024 * 1024;
+    l->max_output_bytes = 1024 * 1024;
+    l->max_bodies_bytes = 16 * 1024 * 1024;
     l->header_timeout_ms = 10 * 1000;
     l->idle_timeout_ms = 60 * 1000;
+    l->write_timeout_ms = 10 * 1000;
     l->max_connections = 4096;
 }
 
@@ -133,6 +136,27 @@ int http_query_get(const struct http_request *req, const char *name, char *out, 
     return -1;
 }
 
+/* Gives this request's share of the shared body budget back. */
+static void body_release(struct http_session *s)
+{
+    if (s->bodies_used && s->body_reserved) {
+        *s->bodies_used -= s->body_reserved;
+        s->body_reserved = 0;
+    }
+}
+
+/* Takes n more bytes of the shared body budget; -1 when it is spent. */
+static int body_reserve(struct http_session *s, size_t n)
+{
+    if (s->bodies_used == NULL)
+        return 0;
+    if (*s->bodies_used + n > s->limits->max_bodies_bytes)
+        return -1;
+    *s->bodies_used += n;
+    s->body_reserved += n;
+    return 0;
+}
+
 static void request_reset(struct http_request *r)
 {
     free(r->path);
@@ -196,11 +220,13 @@ static int on_message_begin(llhttp_t *p)
 
     s->in_message = 1;
     s->header_bytes = 0;
+    s->hosts = 0;
     s->field_len = 0;
     s->value_target = NULL;
     buf_reset(&s->url);
     buf_reset(&s->auth_buf);
     buf_reset(&s->inm_buf);
+    body_release(s);
     request_reset(&s->req);
     return 0;
 }
@@ -238,7 +264,10 @@ static int on_header_field_complete(llhttp_t *p)
 
     s->field[s->field_len] = '\0';
     s->value_target = NULL;
+    s->value_spans = 0;
     if (!s->field_overflow) {
+        if (strcmp(s->field, "host") == 0)
+            s->hosts++;
         if (strcmp(s->field, "authorization") == 0) {
             buf_reset(&s->auth_buf);
             s->value_target = &s->auth_buf;
@@ -258,6 +287,15 @@ static int on_header_value(llhttp_t *p, const char *at, size_t len)
 
     if (count_header_bytes(s, len) != 0)
         return -1;
+    /* llhttp hands a value over in pieces only where the input ended or
+     * at an obs-fold (CRLF and whitespace): RFC 9112 5.2 lets a server
+     * reject the fold with 400, and we do. */
+    if (s->value_spans > 0 && !s->value_at_end) {
+        s->error_status = 400;
+        return -1;
+    }
+    s->value_spans++;
+    s->value_at_end = at + len == s->feed_end;
     if (s->value_target)
         buf_append(s->value_target, at, len);
     return 0;
@@ -283,9 +321,23 @@ static int on_headers_complete(llhttp_t *p)
 
     if (count_header_bytes(s, 0) != 0)
         return -1;
+    /* RFC 9112 3.2: exactly one Host in HTTP/1.1, at most one before. */
+    if (s->hosts > 1 || (s->hosts == 0 && p->http_major == 1 && p->http_minor >= 1)) {
+        s->error_status = 400;
+        return -1;
+    }
     if (p->content_length > s->limits->max_body_bytes && (p->flags & F_CONTENT_LENGTH)) {
         s->error_status = 413;
         return -1;
+    }
+    if ((p->flags & F_CONTENT_LENGTH) && p->content_length > 0) {
+        /* The whole announced body is reserved before any of it is
+         * kept, so that many slow senders cannot each hold a part. */
+        if (body_reserve(s, (size_t)p->content_length) != 0) {
+            s->error_status = 503;
+            return -1;
+        }
+        buf_reserve(&s->req.body, (size_t)p->content_length);
     }
     s->req.method = method_bit(p->method);
     s->req.method_name = llhttp_method_name((llhttp_method_t)p->method);
@@ -320,6 +372,11 @@ static int on_body(llhttp_t *p, const char *at, size_t len)
 
     if (s->req.body.len + len > s->limits->max_body_bytes) {
         s->error_status = 413;
+        return -1;
+    }
+    if (s->req.body.len + len > s->body_reserved && s->bodies_used &&
+        body_reserve(s, s->req.body.len + len - s->body_reserved) != 0) {
+        s->error_status = 503;
         return -1;
     }
     buf_append(&s->req.body, at, len);
@@ -443,9 +500,15 @@ static int on_message_complete(llhttp_t *p)
     buf_free(&res.headers);
     s->requests++;
     s->in_message = 0;
+    body_release(s);
     request_reset(&s->req);
     if (!keep) {
         s->closing = 1;
+        return HPE_PAUSED;
+    }
+    if (s->out.len + s->backlog >= s->limits->max_output_bytes) {
+        /* The next request is answered only once the peer has read. */
+        s->paused = 1;
         return HPE_PAUSED;
     }
     return 0;
@@ -475,12 +538,14 @@ void http_session_init(struct http_session *s, const struct http_router *router,
 
 void http_session_free(struct http_session *s)
 {
+    body_release(s);
     request_reset(&s->req);
     buf_free(&s->req.body);
     buf_free(&s->url);
     buf_free(&s->auth_buf);
     buf_free(&s->inm_buf);
     buf_free(&s->out);
+    buf_free(&s->held);
 }
 
 int http_session_feed(struct http_session *s, const char *data, size_t len)
@@ -489,12 +554,23 @@ int http_session_feed(struct http_session *s, const char *data, size_t len)
 
     if (s->closing)
         return -1;
+    if (s->paused) {
+        buf_append(&s->held, data, len);
+        return 1;
+    }
+    s->feed_end = data + len;
     err = llhttp_execute(&s->parser, data, len);
+    s->feed_end = NULL;
     if (err == HPE_OK)
         return 0;
     if (err == HPE_PAUSED) {
-        /* Paused after a response that closes the connection. */
-        return -1;
+        const char *pos = llhttp_get_error_pos(&s->parser);
+        if (s->closing)
+            return -1; /* after a response that closes the connection */
+        /* Output budget full: keep the unparsed rest for resume. */
+        if (pos && pos >= data && pos < data + len)
+            buf_append(&s->held, pos, (size_t)(data + len - pos));
+        return 1;
     }
     switch (s->error_status) {
     case 431:
@@ -503,11 +579,32 @@ int http_session_feed(struct http_session *s, const char *data, size_t len)
     case 413:
         queue_error(s, 413, "request body too large");
         break;
+    case 503:
+        queue_error(s, 503, "too many request bodies in flight, try again");
+        break;
     default:
         queue_error(s, 400, "bad request");
         break;
     }
     return -1;
+}
+
+int http_session_resume(struct http_session *s)
+{
+    struct buf held;
+    int rc;
+
+    if (!s->paused)
+        return s->closing ? -1 : 0;
+    if (s->out.len + s->backlog >= s->limits->max_output_bytes)
+        return 1;
+    s->paused = 0;
+    llhttp_resume(&s->parser);
+    held = s->held;
+    buf_init(&s->held);
+    rc = held.len ? http_session_feed(s, held.data, held.len) : 0;
+    buf_free(&held);
+    return rc;
 }
 
 void http_session_timeout(struct http_session *s)

@@ -125,6 +125,9 @@ int main(int argc, char **argv)
     lsm.app = app;
     api_init(&api, app, &status, metrics, &lsm.ls, cfg->bind_address, cfg->port, cfg->api_token);
     api.limits.max_connections = cfg->http_max_connections;
+    api.limits.max_output_bytes = cfg->http_max_output_bytes;
+    api.limits.max_bodies_bytes = cfg->http_max_bodies_bytes;
+    api.limits.write_timeout_ms = (uint64_t)cfg->http_write_timeout_ms;
 
     /* Start order: HTTP first (probes answer during start-up), loop stats;
      * the lease, Kubernetes and workload modules plug in after these. */

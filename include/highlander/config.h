@@ -233,6 +233,9 @@ struct config {
     char *api_token;
     char *bind_address;
     unsigned http_max_connections;
+    size_t http_max_output_bytes;  /* unsent answers per connection */
+    size_t http_max_bodies_bytes;  /* request bodies over all connections */
+    int64_t http_write_timeout_ms;
     int kube_qps;
     int kube_burst;
     char **crd_namespaces;      /* where custom resources are watched; none = all */

@@ -61,8 +61,13 @@ struct http_router {
 struct http_limits {
     size_t max_header_bytes;  /* 16 KiB -> 431 */
     size_t max_body_bytes;    /* 1 MiB -> 413 */
+    size_t max_output_bytes;  /* 1 MiB of unsent answers per connection: no
+                               * further request is answered (or read) */
+    size_t max_bodies_bytes;  /* 16 MiB of request bodies over all
+                               * connections together -> 503 */
     uint64_t header_timeout_ms;
     uint64_t idle_timeout_ms;
+    uint64_t write_timeout_ms; /* unsent output makes no progress -> close */
     unsigned max_connections;
 };
 
@@ -89,6 +94,16 @@ struct http_session {
     struct buf *value_target; /* header value being collected, or NULL */
     struct buf auth_buf, inm_buf;
     size_t header_bytes;
+    unsigned hosts;           /* Host fields in this request */
+    unsigned value_spans;     /* pieces of the current header value */
+    int value_at_end;         /* the last piece ended where the input did */
+    const char *feed_end;     /* end of the input being parsed */
+    size_t backlog;           /* answers queued in the socket, unsent (set
+                               * by the socket layer before each feed) */
+    int paused;               /* output budget full: parsing stopped */
+    struct buf held;          /* input read but not parsed while paused */
+    size_t *bodies_used;      /* shared body budget, or NULL for none */
+    size_t body_reserved;     /* this request's share of it */
     int in_message;           /* between first byte and message complete */
     int error_status;         /* status to answer a parse failure with */
     int closing;              /* no more requests are read */
@@ -101,10 +116,15 @@ void http_session_init(struct http_session *s, const struct http_router *router,
 void http_session_free(struct http_session *s);
 /*
  * Parses data, dispatching every complete request and appending responses
- * to s->out.  Returns 0 to keep reading, or -1 when the connection must be
- * closed once s->out is written (an error response may have been queued).
+ * to s->out.  Returns 0 to keep reading; 1 when the output budget is full
+ * (the rest of data is held: stop reading, write, then call
+ * http_session_resume); or -1 when the connection must be closed once
+ * s->out is written (an error response may have been queued).
  */
 int http_session_feed(struct http_session *s, const char *data, size_t len);
+/* Once output has drained (s->backlog updated): parses what was held.
+ * Returns as http_session_feed; 1 again while the budget is still full. */
+int http_session_resume(struct http_session *s);
 /* Queues a 408 for a request that timed out (or nothing when idle). */
 void http_session_timeout(struct http_session *s);
 
@@ -120,7 +140,8 @@ struct http_server_stats {
     uint64_t accepted;
     uint64_t rejected;        /* over the connection cap */
     uint64_t requests;
-    uint64_t timeouts;
+    uint64_t timeouts;        /* header, idle and write timeouts */
+    uint64_t shed;            /* least recently active closed at the cap */
     unsigned open;
 };
 

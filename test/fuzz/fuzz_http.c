@@ -33,18 +33,32 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
     if (size == 0)
         return 0;
+    size_t bodies = 0;
+    int rc, rounds = 0;
+
     http_limits_default(&limits);
     limits.max_header_bytes = 2048;
     limits.max_body_bytes = 4096;
+    limits.max_output_bytes = 256; /* pause after almost every answer */
+    limits.max_bodies_bytes = 3000;
     http_session_init(&s, &router, &limits);
+    s.bodies_used = &bodies;
     split = size > 1 ? data[0] % size : 0;
     data++;
     size--;
     if (split > size)
         split = size;
-    if (http_session_feed(&s, (const char *)data, split) == 0)
-        http_session_feed(&s, (const char *)data + split, size - split);
+    rc = http_session_feed(&s, (const char *)data, split);
+    if (rc >= 0)
+        rc = http_session_feed(&s, (const char *)data + split, size - split);
+    /* The peer reads: each drain lets the held requests go on. */
+    while (rc == 1 && rounds++ < 100000) {
+        buf_reset(&s.out);
+        rc = http_session_resume(&s);
+    }
     http_session_timeout(&s);
     http_session_free(&s);
+    if (bodies != 0)
+        __builtin_trap(); /* every reservation given back */
     return 0;
 }
