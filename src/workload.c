@@ -8,9 +8,12 @@
  * only the leader writes, and it checks its authority (lease_check) before
  * every write.
  *
- * A work queue holds workload keys with a due time; changes to a resource
- * or to an object it owns, a periodic resync and retries (5 ms doubling to
- * 5 min per key) put keys in it.  At most eight reconciles run at once and
+ * A work queue (workqueue.h, a heap by due time) holds workloads; changes
+ * to a resource or to an object it owns, a periodic resync and retries
+ * (5 ms doubling to 5 min per workload) put them in it.  Workloads are
+ * found by key in a hash map and held by pointer (counted references) by
+ * the requests in flight, so a resource deleted meanwhile is freed by the
+ * last of them.  At most eight reconciles run at once and
  * never two for one key.  Reconcile builds the desired objects, creates
  * what is missing, adopts what matches (same spec hash), updates in place
  * what differs (a Pod, whose spec is immutable, is deleted first and made
@@ -24,9 +27,11 @@
  */
 #include "highlander/workloads.h"
 #include "highlander/fence.h"
+#include "highlander/hmap.h"
 #include "highlander/informer.h"
 #include "highlander/kube.h"
 #include "highlander/log.h"
+#include "highlander/workqueue.h"
 #include "workload.h"
 
 #include <stdio.h>
@@ -55,7 +60,10 @@ static const struct {
 };
 
 struct workload {
-    struct workload *next;
+    struct workload *prev, *next;        /* m->list */
+    struct hmap_node node;               /* m->by_key */
+    int refs;                            /* requests in flight holding it */
+    int removed;                         /* out of the manager, freed at refs 0 */
     char key[400];
     enum workload_type type;
     char *ns;
@@ -65,8 +73,7 @@ struct workload {
     json_t *cr;                          /* the custom resource, or NULL */
     char *invalid;                       /* validation problems, or NULL */
     /* queue */
-    int queued;
-    uint64_t due_ms;
+    struct wq_item qi;
     uint64_t retry_ms;
     int busy;
     int requeue;
@@ -97,6 +104,8 @@ struct workload_mgr {
     unsigned ncrs;
     struct informer *objs[OBJ_COUNT];
     struct workload *list;
+    struct hmap by_key;
+    struct workqueue queue;
     unsigned count;
     uv_timer_t timer;
     uv_timer_t resync;
@@ -132,10 +141,23 @@ static const char *annotation(json_t *o, const char *k)
 
 static struct workload *find(struct workload_mgr *m, const char *key)
 {
-    for (struct workload *w = m->list; w; w = w->next)
-        if (strcmp(w->key, key) == 0)
-            return w;
-    return NULL;
+    struct hmap_node *n = hmap_find(&m->by_key, key);
+
+    return n ? container_of(n, struct workload, node) : NULL;
+}
+
+static void free_workload(struct workload *w);
+
+static struct workload *workload_ref(struct workload *w)
+{
+    w->refs++;
+    return w;
+}
+
+static void workload_unref(struct workload *w)
+{
+    if (--w->refs == 0 && w->removed)
+        free_workload(w);
 }
 
 static void make_key(char *out, size_t len, enum workload_type t, const char *ns, const char *name)
@@ -159,18 +181,18 @@ static void set_error(struct workload *w, const char *fmt, ...)
 
 static void timer_cb(uv_timer_t *t);
 
+static int caches_synced(struct workload_mgr *m);
+
 static void arm(struct workload_mgr *m)
 {
-    uint64_t now = time_mono_ms(), next = UINT64_MAX;
+    uint64_t now = time_mono_ms();
+    struct wq_item *first = wq_peek(&m->queue);
 
-    /* With every slot taken, the next completion re-arms (no busy loop). */
-    if (m->stopping || (m->leading && m->in_flight >= MAX_IN_FLIGHT))
+    /* With every slot taken, the next completion re-arms (no busy loop);
+     * before the caches hold the first LIST, their synced callback does. */
+    if (m->stopping || first == NULL || (m->leading && m->in_flight >= MAX_IN_FLIGHT) || !caches_synced(m))
         return;
-    for (struct workload *w = m->list; w; w = w->next)
-        if (w->queued && !w->busy && w->due_ms < next)
-            next = w->due_ms;
-    if (next != UINT64_MAX)
-        uv_timer_start(&m->timer, timer_cb, next > now ? next - now : 0, 0);
+    uv_timer_start(&m->timer, timer_cb, first->due_ms > now ? first->due_ms - now : 0, 0);
 }
 
 static void enqueue(struct workload_mgr *m, struct workload *w, uint64_t delay_ms)
@@ -181,9 +203,7 @@ static void enqueue(struct workload_mgr *m, struct workload *w, uint64_t delay_m
         w->requeue = 1;
         return;
     }
-    if (!w->queued || due < w->due_ms)
-        w->due_ms = due;
-    w->queued = 1;
+    wq_add(&m->queue, &w->qi, due);
     arm(m);
 }
 
@@ -210,7 +230,7 @@ static enum obj_kind kind_of_plural(const char *plural)
 
 struct status_write {
     struct workload_mgr *m;
-    char key[400];
+    struct workload *w;                  /* a reference */
 };
 
 static void send_status(struct workload_mgr *m, struct workload *w, char *text);
@@ -222,11 +242,11 @@ static void send_status(struct workload_mgr *m, struct workload *w, char *text);
 static void status_written(void *arg, const struct kube_response *res)
 {
     struct status_write *sw = arg;
-    struct workload *w = sw->m->stopping ? NULL : find(sw->m, sw->key);
+    struct workload *w = sw->m->stopping || sw->w->removed ? NULL : sw->w;
     int failed = res->status < 200 || res->status >= 300;
 
     if (failed)
-        log_warn("workloads", "%s: status update failed: %s", sw->key, res->err.message);
+        log_warn("workloads", "%s: status update failed: %s", sw->w->key, res->err.message);
     if (w != NULL) {
         w->status_inflight = 0;
         if (failed) {
@@ -244,6 +264,16 @@ static void status_written(void *arg, const struct kube_response *res)
             enqueue(sw->m, w, 1000);
         }
     }
+    workload_unref(sw->w);
+    free(sw);
+}
+
+/* The client dropped the write (it closed at shutdown). */
+static void status_dropped(void *arg)
+{
+    struct status_write *sw = arg;
+
+    workload_unref(sw->w);
     free(sw);
 }
 
@@ -255,9 +285,9 @@ static void send_status(struct workload_mgr *m, struct workload *w, char *text)
     struct status_write *sw = xcalloc(1, sizeof(*sw));
 
     sw->m = m;
-    snprintf(sw->key, sizeof(sw->key), "%s", w->key);
+    sw->w = workload_ref(w);
     w->status_inflight = 1;
-    kube_own(kube_patch(m->k, path, KUBE_PATCH_MERGE, patch, status_written, sw), sw, free);
+    kube_own(kube_patch(m->k, path, KUBE_PATCH_MERGE, patch, status_written, sw), sw, status_dropped);
     json_decref(patch);
     free(path);
     free(w->status_written);
@@ -330,13 +360,20 @@ static void report(struct workload_mgr *m, struct workload *w)
 
 /* ---- reconcile --------------------------------------------------------------- */
 
+/* One reconcile's writes: done when the last of them is (pending also
+ * counts the reconcile itself while it is still sending). */
 struct op {
     struct workload_mgr *m;
-    char key[400];
-    const char *what;
+    struct workload *w;                  /* a reference */
     uint64_t token;                      /* the one its writes carry */
     int pending;
     int failed;
+};
+
+/* One write of an op, with what it does to which object. */
+struct op_req {
+    struct op *op;
+    const char *what;                    /* "create", "update", "delete" */
 };
 
 static void reconcile_done(struct workload_mgr *m, struct workload *w, int ok)
@@ -359,61 +396,97 @@ static void reconcile_done(struct workload_mgr *m, struct workload *w, int ok)
     arm(m);
 }
 
-/* A request of the op was cancelled (the client closed at shutdown). */
+static void op_put(struct op *o)
+{
+    struct workload_mgr *m = o->m;
+    struct workload *w = o->w;
+
+    if (--o->pending > 0)
+        return;
+    if (w->removed) {
+        m->in_flight--; /* the workload went away meanwhile */
+        arm(m);
+    } else {
+        reconcile_done(m, w, !o->failed);
+    }
+    workload_unref(w);
+    free(o);
+}
+
+/* A write of the op was cancelled (the client closed at shutdown). */
 static void op_drop(void *arg)
 {
-    struct op *o = arg;
+    struct op_req *r = arg;
+    struct op *o = r->op;
 
-    if (--o->pending == 0)
-        free(o);
+    o->failed = 1;
+    free(r);
+    op_put(o);
+}
+
+/* What a write's answer means: a create that finds the object there
+ * (409) did not make ours, an update that conflicts did not apply; only
+ * a delete is done when the object is already gone. */
+static int write_ok(const char *what, int status)
+{
+    if (status >= 200 && status < 300)
+        return 1;
+    return status == 404 && strcmp(what, "delete") == 0;
 }
 
 static void op_done(void *arg, const struct kube_response *res)
 {
-    struct op *o = arg;
+    struct op_req *r = arg;
+    struct op *o = r->op;
     struct workload_mgr *m = o->m;
-    struct workload *w = find(m, o->key);
-    int ok = (res->status >= 200 && res->status < 300) || res->status == 404 || res->status == 409;
+    struct workload *w = o->w->removed ? NULL : o->w;
+    const char *what_done = r->what;
+    int ok = write_ok(what_done, res->status);
 
+    free(r);
     if (!ok)
         o->failed = 1;
     if (m->fence && fence_is_rejection(res)) {
         char what[480];
-        snprintf(what, sizeof(what), "the %s of %s with token %llu", o->what, o->key, (unsigned long long)o->token);
+        snprintf(what, sizeof(what), "the %s of %s with token %llu", what_done, o->w->key,
+                 (unsigned long long)o->token);
         fence_count_rejection(m->fence, what, res->err.message);
         if (w != NULL)
-            set_error(w, "%s refused by the fencing policy (our token %llu is stale): %s", o->what,
+            set_error(w, "%s refused by the fencing policy (our token %llu is stale): %s", what_done,
                       (unsigned long long)o->token, res->err.message);
         /* A write of an earlier term says nothing about the current one. */
         if (o->token == lease_token(m->lease))
             lease_resign(m->lease, "the API server's fencing policy refused a write: our fencing token is stale");
     }
     if (w != NULL) {
-        const char *lv[] = {workload_type_name(w->type), w->name, o->what};
+        const char *lv[] = {workload_type_name(w->type), w->name, what_done};
         metrics_add(m->m_ops, lv, 1);
         if (!ok) {
             const char *ev[] = {workload_type_name(w->type), w->name, res->err.reason[0] ? res->err.reason : "error"};
             metrics_add(m->m_errors, ev, 1);
             if (!fence_is_rejection(res))
-                set_error(w, "%s: %s", o->what, res->err.message);
-            log_warn("workloads", "%s: %s failed: %s", w->key, o->what, res->err.message);
+                set_error(w, "%s: %s", what_done, res->err.message);
+            log_warn("workloads", "%s: %s failed: %s", w->key, what_done, res->err.message);
             if (w->cr && m->leading)
-                kube_events_post(m->events, w->cr, "Warning", "ReconcileFailed", "%s failed: %s", o->what,
+                kube_events_post(m->events, w->cr, "Warning", "ReconcileFailed", "%s failed: %s", what_done,
                                  res->err.message);
         } else if (res->status < 300) {
             free(w->last_error);
             w->last_error = NULL;
         }
     }
-    if (--o->pending > 0)
-        return;
-    if (w != NULL) {
-        reconcile_done(m, w, !o->failed);
-    } else {
-        m->in_flight--; /* the workload went away meanwhile */
-        arm(m);
-    }
-    free(o);
+    op_put(o);
+}
+
+/* The argument of one more write of o; hand it to kube_own with op_drop. */
+static struct op_req *op_req_new(struct op *o, const char *what)
+{
+    struct op_req *r = xmalloc(sizeof(*r));
+
+    r->op = o;
+    r->what = what;
+    o->pending++;
+    return r;
 }
 
 /* Replaces what we manage in an existing object with the desired values,
@@ -455,7 +528,7 @@ static void reconcile(struct workload_mgr *m, struct workload *w)
     struct build_ctx b = {m->cfg, w->type, w->spec, w->ns, m->token, w->cr};
     struct op *o;
     json_t *top_obj = NULL;
-    int n, started = 0;
+    int n;
 
     w->busy = 1;
     m->in_flight++;
@@ -469,8 +542,9 @@ static void reconcile(struct workload_mgr *m, struct workload *w)
     n = workload_build(&b, d, w->hash, sizeof(w->hash));
     o = xcalloc(1, sizeof(*o));
     o->m = m;
+    o->w = workload_ref(w);
     o->token = m->token;
-    snprintf(o->key, sizeof(o->key), "%s", w->key);
+    o->pending = 1; /* held by this function until every write is sent */
     for (int i = 0; i < n; i++) {
         enum obj_kind kind = kind_of_plural(d[i].plural);
         json_t *cur = informer_get(m->objs[kind], w->ns, d[i].name);
@@ -503,12 +577,12 @@ static void reconcile(struct workload_mgr *m, struct workload *w)
                 continue;
             }
             path = kube_path(d[i].group, d[i].version, w->ns, d[i].plural, NULL, NULL);
-            o->what = "create";
-            o->pending++;
-            started++;
             if (w->started_at == 0)
                 w->started_at = time_wall();
-            kube_own(kube_create(m->k, path, d[i].body, op_done, o), o, op_drop);
+            {
+                struct op_req *r = op_req_new(o, "create");
+                kube_own(kube_create(m->k, path, d[i].body, op_done, r), r, op_drop);
+            }
             free(path);
             continue;
         }
@@ -536,19 +610,15 @@ static void reconcile(struct workload_mgr *m, struct workload *w)
                         free(path);
                         continue;
                     }
+                    struct op_req *r = op_req_new(o, "delete");
                     w->pod_deleting = 1;
-                    o->what = "delete";
-                    o->pending++;
-                    started++;
-                    kube_own(kube_delete(m->k, path, 0, "Background", meta(cur, "uid"), NULL, op_done, o), o,
+                    kube_own(kube_delete(m->k, path, 0, "Background", meta(cur, "uid"), NULL, op_done, r), r,
                              op_drop);
                 }
             } else {
                 json_t *upd = merged(cur, d[i].body, d[i].plural);
-                o->what = "update";
-                o->pending++;
-                started++;
-                kube_own(kube_update(m->k, path, upd, op_done, o), o, op_drop);
+                struct op_req *r = op_req_new(o, "update");
+                kube_own(kube_update(m->k, path, upd, op_done, r), r, op_drop);
                 json_decref(upd);
             }
             free(path);
@@ -560,10 +630,7 @@ static void reconcile(struct workload_mgr *m, struct workload *w)
         snprintf(w->h.phase, sizeof(w->h.phase), "Restarting");
     report(m, w);
     desired_free(d, n);
-    if (started == 0) {
-        free(o);
-        reconcile_done(m, w, 1);
-    }
+    op_put(o); /* done now when nothing was sent, else with the last answer */
 }
 
 /* Followers keep health current from their caches, writing nothing. */
@@ -599,17 +666,16 @@ static void timer_cb(uv_timer_t *t)
     struct workload_mgr *m = container_of(t, struct workload_mgr, timer);
     uint64_t now = time_mono_ms();
 
-    /* Judging what exists before the caches hold it would mean creating
-     * objects that are already there: wait for the first LIST of each. */
-    if (!caches_synced(m)) {
-        uv_timer_start(&m->timer, timer_cb, 100, 0);
-        return;
-    }
+    struct wq_item *it;
 
-    for (struct workload *w = m->list; w && m->in_flight < MAX_IN_FLIGHT; w = w->next) {
-        if (!w->queued || w->busy || w->due_ms > now)
-            continue;
-        w->queued = 0;
+    /* Judging what exists before the caches hold it would mean creating
+     * objects that are already there: the first LIST of each informer
+     * arms the queue (objs_synced). */
+    if (!caches_synced(m))
+        return;
+    while (m->in_flight < MAX_IN_FLIGHT && (it = wq_peek(&m->queue)) != NULL && it->due_ms <= now) {
+        struct workload *w = container_of(it, struct workload, qi);
+        wq_remove(&m->queue, it);
         if (!m->leading || !lease_check(m->lease)) {
             observe_only(m, w);
             continue;
@@ -638,7 +704,10 @@ static struct workload *add_workload(struct workload_mgr *m, enum workload_type 
     w->name = xstrdup(name);
     make_key(w->key, sizeof(w->key), t, ns, name);
     w->next = m->list;
+    if (m->list)
+        m->list->prev = w;
     m->list = w;
+    hmap_add(&m->by_key, &w->node, w->key);
     m->count++;
     return w;
 }
@@ -659,12 +728,15 @@ static void free_workload(struct workload *w)
 
 static void remove_workload(struct workload_mgr *m, struct workload *w)
 {
-    struct workload **pp = &m->list;
-
-    while (*pp && *pp != w)
-        pp = &(*pp)->next;
-    if (*pp)
-        *pp = w->next;
+    if (w->prev)
+        w->prev->next = w->next;
+    else
+        m->list = w->next;
+    if (w->next)
+        w->next->prev = w->prev;
+    w->prev = w->next = NULL;
+    hmap_remove(&m->by_key, &w->node);
+    wq_remove(&m->queue, &w->qi);
     m->count--;
     {
         const char *lv3[] = {workload_type_name(w->type), w->name, w->ns};
@@ -672,7 +744,10 @@ static void remove_workload(struct workload_mgr *m, struct workload *w)
         metrics_remove(m->m_status, lv3);
         metrics_remove(m->m_kind_status[w->type], lv2);
     }
-    free_workload(w);
+    /* Requests in flight still hold it: the last one frees it. */
+    w->removed = 1;
+    w->refs++;
+    workload_unref(w);
 }
 
 static void cr_upsert(struct workload_mgr *m, enum workload_type t, json_t *cr)
@@ -786,6 +861,12 @@ static void obj_changed(struct workload_mgr *m, json_t *obj)
     snprintf(key, sizeof(key), "%s/%s/%s", type, ns, app);
     if ((w = find(m, key)) != NULL)
         enqueue(m, w, 0);
+}
+
+/* An object informer holds its first LIST: once all do, work can start. */
+static void objs_synced(void *ctx)
+{
+    arm(ctx);
 }
 
 static void obj_added(void *ctx, json_t *o)
@@ -1185,7 +1266,7 @@ static int wm_start(void *ctx, struct app *app)
     for (int i = 0; i < OBJ_COUNT; i++) {
         struct informer_opts o = {.group = obj_types[i].group, .version = obj_types[i].version,
                                   .plural = obj_types[i].plural, .label_selector = selector};
-        struct informer_handlers h = {obj_added, obj_updated, obj_deleted, NULL};
+        struct informer_handlers h = {obj_added, obj_updated, obj_deleted, objs_synced};
         m->objs[i] = informer_new(m->loop, m->k, &o, &h, m);
         informer_start(m->objs[i]);
     }
@@ -1315,6 +1396,8 @@ struct workload_mgr *workload_mgr_new(uv_loop_t *loop, const struct config *cfg,
         return NULL;
     }
     m = xcalloc(1, sizeof(*m));
+    hmap_init(&m->by_key);
+    wq_init(&m->queue);
     m->loop = loop;
     m->cfg = cfg;
     m->st = st;
@@ -1373,6 +1456,8 @@ void workload_mgr_free(struct workload_mgr *m)
         next = w->next;
         free_workload(w);
     }
+    hmap_free(&m->by_key);
+    wq_free(&m->queue);
     kube_events_free(m->events);
     fence_free(m->fence);
     free(m->crs);
