@@ -287,8 +287,13 @@ void format_age(double seconds, char *out, size_t outlen)
 
 uint64_t hash_fnv1a(const void *data, size_t len)
 {
+    return hash_fnv1a_from(14695981039346656037ull, data, len);
+}
+
+uint64_t hash_fnv1a_from(uint64_t basis, const void *data, size_t len)
+{
     const unsigned char *p = data;
-    uint64_t h = 14695981039346656037ull;
+    uint64_t h = basis;
 
     for (size_t i = 0; i < len; i++) {
         h ^= p[i];

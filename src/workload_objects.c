@@ -245,13 +245,10 @@ static json_t *service_for(const struct build_ctx *b, const char *name, int head
     }
 }
 
-static uint64_t fnv64(const char *s)
-{
-    uint64_t h = 1469598103934665603ull;
-    for (; *s; s++)
-        h = (h ^ (unsigned char)*s) * 1099511628211ull;
-    return h;
-}
+/* The spec hash's offset basis is not FNV's (a digit short): kept, since
+ * a new hash would make every running object look changed after an
+ * upgrade, and a process's pod would be made again. */
+#define SPEC_HASH_BASIS 1469598103934665603ull
 
 /* Sets the token on every HIGHLANDER_FENCING_TOKEN env entry under obj. */
 static void fill_token(json_t *obj, const char *token)
@@ -346,7 +343,7 @@ int workload_build(const struct build_ctx *b, struct desired out[MAX_DESIRED], c
         for (int i = 0; i < n; i++)
             json_array_append(all, out[i].body);
         text = json_dumps(all, JSON_COMPACT | JSON_SORT_KEYS);
-        snprintf(hash, hashlen, "%016llx", (unsigned long long)fnv64(text ? text : ""));
+        snprintf(hash, hashlen, "%016llx", (unsigned long long)hash_fnv1a_from(SPEC_HASH_BASIS, text ? text : "", text ? strlen(text) : 0));
         free(text);
         json_decref(all);
         snprintf(tok, sizeof(tok), "%llu", (unsigned long long)b->token);

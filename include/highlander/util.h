@@ -78,6 +78,8 @@ double time_parse_rfc3339(const char *s);
 void format_age(double seconds, char *out, size_t outlen);
 /* 64-bit FNV-1a of the bytes (for ETags, not for security). */
 uint64_t hash_fnv1a(const void *data, size_t len);
+/* The same from another offset basis. */
+uint64_t hash_fnv1a_from(uint64_t basis, const void *data, size_t len);
 
 /* Compares two byte strings in time that depends only on their lengths. */
 int const_time_equal(const char *a, size_t alen, const char *b, size_t blen);
