@@ -83,7 +83,9 @@ static void set_state(struct fence *f, enum fence_state s, const char *reason)
 /* The lease still holds the token being raised. */
 static int still_ours(struct fence *f)
 {
-    return lease_check(f->lease) && lease_token(f->lease) == f->token;
+    struct lease_view v = lease_view(f->lease);
+
+    return v.token == f->token && lease_may_act(&v, time_mono_ns());
 }
 
 static void req_dropped(void *arg)

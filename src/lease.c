@@ -208,14 +208,33 @@ static void stop_leading(struct lease *l, const char *reason, uint64_t stop_ns, 
             l->subs[i].stopped(l->subs[i].ctx, l, reason);
 }
 
-int lease_check(struct lease *l)
+struct lease_view lease_view(const struct lease *l)
 {
-    uint64_t now;
+    struct lease_view v = {0, 0, 0};
 
+    if (l->state == LS_LEADER) {
+        v.leading = 1;
+        v.token = l->token;
+        v.authority_until_ns = l->authority_until_ns;
+    }
+    return v;
+}
+
+int lease_check(const struct lease *l)
+{
+    struct lease_view v = lease_view(l);
+
+    return lease_may_act(&v, time_mono_ns());
+}
+
+/* The enforcement step: a leader whose authority deadline passed steps
+ * down (as of the deadline) and releases the record if it is still ours.
+ * Returns lease_check(). */
+static int enforce(struct lease *l)
+{
     if (l->state != LS_LEADER)
         return 0;
-    now = time_mono_ns();
-    if (now >= l->authority_until_ns) {
+    if (!lease_check(l)) {
         /* Authority ended at the deadline, not when we noticed. */
         stop_leading(l, "renew deadline passed without a confirmed renewal", l->authority_until_ns,
                      LS_FOLLOWER);
@@ -236,7 +255,7 @@ static void on_fence(uv_timer_t *t)
 {
     struct lease *l = container_of(t, struct lease, fence);
 
-    if (lease_check(l))
+    if (enforce(l))
         arm_fence(l); /* the deadline moved since the timer was set */
 }
 
@@ -361,7 +380,7 @@ static void on_tick(uv_timer_t *t)
     if (l->stopping)
         return;
     if (l->state == LS_LEADER) {
-        if (!lease_check(l))
+        if (!enforce(l))
             return;
         if (!l->in_flight && l->store_up)
             send_op(l, LEASE_OP_RENEW);
@@ -559,7 +578,7 @@ void lease_backend_result(struct lease *l, enum lease_op op, enum lease_result r
                 leadership_log(l, "lead-until", l->token, until);
                 arm_fence(l);
             }
-            lease_check(l);
+            enforce(l);
         } else if (r == LEASE_NOT_OURS) {
             stop_leading(l, "lease lost: the record is gone or held by another", now_ns, LS_FOLLOWER);
             schedule(l, 0);

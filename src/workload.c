@@ -5,7 +5,7 @@
  * four kinds (informers over all namespaces).  Objects it made are watched
  * through informers selected by managed-by=k8-highlander.  Informers run
  * on every replica (reads only), so a new leader starts with warm caches;
- * only the leader writes, and it checks its authority (lease_check) before
+ * only the leader writes, and it checks its authority (may_write: the lease view) before
  * every write.
  *
  * A work queue (workqueue.h, a heap by due time) holds workloads; changes
@@ -23,7 +23,7 @@
  * acquisition starts above it.
  *
  * Fencing (fence.h): with fencing enabled a new leader writes nothing
- * until the fence object holds its token; m->leading turns on only then.
+ * until the fence object holds its token; m->writes_token is set only then.
  */
 #include "highlander/workloads.h"
 #include "highlander/fence.h"
@@ -112,8 +112,10 @@ struct workload_mgr {
     uv_timer_t sweep;                    /* the start-up rule, once */
     uint64_t sweep_until_ms;
     int in_flight;
-    int leading;
-    uint64_t token;
+    /* The term whose writes may go out: set once the fence holds its
+     * token (at once without fencing), 0 otherwise.  Whether we still
+     * lead is the lease's to say (may_write). */
+    uint64_t writes_token;
     int stopping;
     int pending_closes;
     int informers_left;
@@ -183,6 +185,15 @@ static void timer_cb(uv_timer_t *t);
 
 static int caches_synced(struct workload_mgr *m);
 
+/* Writes may go out: the lease says we lead, in the term the fence holds,
+ * and its authority has not ended. */
+static int may_write(const struct workload_mgr *m)
+{
+    struct lease_view v = lease_view(m->lease);
+
+    return m->writes_token != 0 && v.token == m->writes_token && lease_may_act(&v, time_mono_ns());
+}
+
 static void arm(struct workload_mgr *m)
 {
     uint64_t now = time_mono_ms();
@@ -190,7 +201,7 @@ static void arm(struct workload_mgr *m)
 
     /* With every slot taken, the next completion re-arms (no busy loop);
      * before the caches hold the first LIST, their synced callback does. */
-    if (m->stopping || first == NULL || (m->leading && m->in_flight >= MAX_IN_FLIGHT) || !caches_synced(m))
+    if (m->stopping || first == NULL || (m->writes_token != 0 && m->in_flight >= MAX_IN_FLIGHT) || !caches_synced(m))
         return;
     uv_timer_start(&m->timer, timer_cb, first->due_ms > now ? first->due_ms - now : 0, 0);
 }
@@ -256,7 +267,7 @@ static void status_written(void *arg, const struct kube_response *res)
         if (w->status_pending) {
             char *text = w->status_pending;
             w->status_pending = NULL;
-            if (sw->m->leading && lease_check(sw->m->lease))
+            if (may_write(sw->m))
                 send_status(sw->m, w, text);
             else
                 free(text); /* no longer ours to write */
@@ -324,7 +335,7 @@ static void report(struct workload_mgr *m, struct workload *w)
         metrics_observe(m->m_startup, lv, time_wall() - w->started_at);
         w->reported_start = 1;
     }
-    if (w->cr == NULL || !m->leading || !lease_check(m->lease))
+    if (w->cr == NULL || !may_write(m))
         return;
     time_format_rfc3339(w->last_transition, ts, sizeof(ts));
     ts[19] = 'Z';
@@ -338,7 +349,7 @@ static void report(struct workload_mgr *m, struct workload *w)
     status = json_pack("{s:b, s:b, s:s, s:s, s:s, s:s, s:I, s:I, s:s, s:o, s:O}", "active", w->h.active,
                        "healthy", w->h.healthy, "phase", w->invalid ? "Invalid" : w->h.phase, "lastError",
                        w->invalid ? w->invalid : (w->last_error ? w->last_error : ""), "leaderId", m->cfg->id,
-                       "clusterName", m->cfg->cluster_name, "fencingToken", (json_int_t)m->token,
+                       "clusterName", m->cfg->cluster_name, "fencingToken", (json_int_t)m->writes_token,
                        "observedGeneration",
                        (json_int_t)json_integer_value(json_object_get(json_object_get(w->cr, "metadata"), "generation")),
                        "lastTransition", ts, "conditions", conds, "details", w->h.details ? w->h.details : json_null());
@@ -467,7 +478,7 @@ static void op_done(void *arg, const struct kube_response *res)
             if (!fence_is_rejection(res))
                 set_error(w, "%s: %s", what_done, res->err.message);
             log_warn("workloads", "%s: %s failed: %s", w->key, what_done, res->err.message);
-            if (w->cr && m->leading)
+            if (w->cr && m->writes_token != 0)
                 kube_events_post(m->events, w->cr, "Warning", "ReconcileFailed", "%s failed: %s", what_done,
                                  res->err.message);
         } else if (res->status < 300) {
@@ -525,7 +536,7 @@ static int max_restarts(const struct workload *w)
 static void reconcile(struct workload_mgr *m, struct workload *w)
 {
     struct desired d[MAX_DESIRED];
-    struct build_ctx b = {m->cfg, w->type, w->spec, w->ns, m->token, w->cr};
+    struct build_ctx b = {m->cfg, w->type, w->spec, w->ns, m->writes_token, w->cr};
     struct op *o;
     json_t *top_obj = NULL;
     int n;
@@ -543,7 +554,7 @@ static void reconcile(struct workload_mgr *m, struct workload *w)
     o = xcalloc(1, sizeof(*o));
     o->m = m;
     o->w = workload_ref(w);
-    o->token = m->token;
+    o->token = m->writes_token;
     o->pending = 1; /* held by this function until every write is sent */
     for (int i = 0; i < n; i++) {
         enum obj_kind kind = kind_of_plural(d[i].plural);
@@ -554,13 +565,13 @@ static void reconcile(struct workload_mgr *m, struct workload *w)
 
         if (d[i].is_top)
             top_obj = cur;
-        if (!lease_check(m->lease))
+        if (!may_write(m))
             break;
         tok = cur ? annotation(cur, ANN_TOKEN) : NULL;
-        if (tok && fence_parse_token(tok, &seen) == 0 && seen > m->token) {
+        if (tok && fence_parse_token(tok, &seen) == 0 && seen > m->writes_token) {
             char reason[200];
             snprintf(reason, sizeof(reason), "%s %s/%s carries fencing token %s, newer than ours (%llu)", d[i].plural,
-                     w->ns, d[i].name, tok, (unsigned long long)m->token);
+                     w->ns, d[i].name, tok, (unsigned long long)m->writes_token);
             set_error(w, "%s: resigned to lead again above it", reason);
             log_warn("workloads", "%s: our leadership is stale; resigning", reason);
             lease_note_token(m->lease, seen);
@@ -637,7 +648,7 @@ static void reconcile(struct workload_mgr *m, struct workload *w)
 static void observe_only(struct workload_mgr *m, struct workload *w)
 {
     struct desired d[MAX_DESIRED];
-    struct build_ctx b = {m->cfg, w->type, w->spec, w->ns, m->token, w->cr};
+    struct build_ctx b = {m->cfg, w->type, w->spec, w->ns, m->writes_token, w->cr};
     json_t *top = NULL;
     int n;
 
@@ -676,7 +687,7 @@ static void timer_cb(uv_timer_t *t)
     while (m->in_flight < MAX_IN_FLIGHT && (it = wq_peek(&m->queue)) != NULL && it->due_ms <= now) {
         struct workload *w = container_of(it, struct workload, qi);
         wq_remove(&m->queue, it);
-        if (!m->leading || !lease_check(m->lease)) {
+        if (!may_write(m)) {
             observe_only(m, w);
             continue;
         }
@@ -784,7 +795,7 @@ static void cr_upsert(struct workload_mgr *m, enum workload_type t, json_t *cr)
             buf_printf(&b, "%s%s", i ? "; " : "", errs.items[i]);
         w->invalid = buf_steal(&b);
         log_warn("workloads", "%s is invalid: %s", key, w->invalid);
-        if (m->leading)
+        if (m->writes_token != 0)
             kube_events_post(m->events, w->cr, "Warning", "InvalidSpec", "%s", w->invalid);
     }
     config_errors_free(&errs);
@@ -888,10 +899,10 @@ static void obj_deleted(void *ctx, json_t *o)
 /* ---- leadership --------------------------------------------------------------- */
 
 /* Writes begin: every workload is looked at now. */
-static void start_work(struct workload_mgr *m)
+static void start_work(struct workload_mgr *m, uint64_t token)
 {
-    m->leading = 1;
-    log_info("workloads", "leading with token %llu: reconciling %u workloads", (unsigned long long)m->token, m->count);
+    m->writes_token = token;
+    log_info("workloads", "leading with token %llu: reconciling %u workloads", (unsigned long long)m->writes_token, m->count);
     for (struct workload *w = m->list; w; w = w->next) {
         free(w->status_written);
         w->status_written = NULL;
@@ -902,10 +913,11 @@ static void start_work(struct workload_mgr *m)
 static void fence_raised(void *arg, uint64_t token)
 {
     struct workload_mgr *m = arg;
+    struct lease_view v = lease_view(m->lease);
 
-    if (m->stopping || token != m->token || !lease_check(m->lease) || lease_token(m->lease) != token)
+    if (m->stopping || v.token != token || !lease_may_act(&v, time_mono_ns()))
         return;
-    start_work(m);
+    start_work(m, token);
 }
 
 static void started_leading(void *ctx, struct lease *l, uint64_t token)
@@ -913,9 +925,8 @@ static void started_leading(void *ctx, struct lease *l, uint64_t token)
     struct workload_mgr *m = ctx;
 
     (void)l;
-    m->token = token;
     if (m->fence == NULL) {
-        start_work(m);
+        start_work(m, token);
         return;
     }
     log_info("workloads", "leading with token %llu: raising the fence before any write", (unsigned long long)token);
@@ -927,7 +938,7 @@ static void stopped_leading(void *ctx, struct lease *l, const char *reason)
     struct workload_mgr *m = ctx;
 
     (void)l;
-    m->leading = 0;
+    m->writes_token = 0;
     if (m->fence)
         fence_cancel(m->fence);
     log_info("workloads", "stopped leading (%s): no more writes", reason);
@@ -1143,7 +1154,7 @@ static void drain_work(struct workload_mgr *m, void (*done)(void *), void *done_
 {
     struct drain *d;
 
-    if (!m->leading || !lease_check(m->lease) || !handover_stop(m)) {
+    if (!may_write(m) || !handover_stop(m)) {
         done(done_arg);
         return;
     }
@@ -1164,7 +1175,7 @@ static void drain_work(struct workload_mgr *m, void (*done)(void *), void *done_
             one->type = w->type;
             snprintf(one->name, sizeof(one->name), "%s", w->name);
             one->start_ms = time_mono_ms();
-            one->pending = stop_object(m, top_kind[w->type], obj, m->token, drain_step, one);
+            one->pending = stop_object(m, top_kind[w->type], obj, m->writes_token, drain_step, one);
             if (one->pending == 0)
                 free(one);
             else
@@ -1200,7 +1211,7 @@ static void sweep_cb(uv_timer_t *t)
     uint64_t token;
     int stopped = 0;
 
-    if (m->stopping || m->leading || time_mono_ms() > m->sweep_until_ms) {
+    if (m->stopping || m->writes_token != 0 || time_mono_ms() > m->sweep_until_ms) {
         uv_timer_stop(t);
         return;
     }
@@ -1324,7 +1335,7 @@ static void close_everything(void *arg)
 {
     struct workload_mgr *m = arg;
 
-    m->leading = 0;
+    m->writes_token = 0;
     /* Three timers, the fence's and the client (closed once every informer stopped). */
     m->pending_closes = m->fence ? 5 : 4;
     if (m->fence)

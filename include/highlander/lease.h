@@ -6,9 +6,11 @@
  * every transition logged with its reason.
  *
  * Authority.  A leader's authority ends renewDeadline after the monotonic
- * *send* time of its last confirmed acquire or renewal.  A timer fires at
- * that moment and lease_check() tests it before every action taken as
- * leader, so authority ends on time whether or not the store answers.
+ * *send* time of its last confirmed acquire or renewal.  lease_check()
+ * (pure: lease_may_act() on lease_view()) tests it before every action
+ * taken as leader, and a timer at that moment enforces it (steps down and
+ * tells the subscribers), so authority ends on time whether or not the
+ * store answers or the loop is late.
  * Because renewDeadline < leaseDuration and the store sets the expiry when
  * it executes the request (after it was sent), a successor can only
  * acquire after the old leader's authority ended.
@@ -115,9 +117,24 @@ struct lease *lease_new(uv_loop_t *loop, const struct config *cfg, struct status
 void lease_free(struct lease *l);
 void lease_subscribe(struct lease *l, lease_started_cb started, lease_stopped_cb stopped, void *ctx);
 
-/* 1 while this replica leads and its authority has not ended; a passed
- * deadline ends leadership on the spot.  Call before every leader action. */
-int lease_check(struct lease *l);
+/* Leadership, read in one place. */
+struct lease_view {
+    int leading;                  /* holds the lease */
+    uint64_t token;               /* the fencing token of this term; 0 when not leading */
+    uint64_t authority_until_ns;  /* monotonic: no action at or after it */
+};
+struct lease_view lease_view(const struct lease *l);
+
+/* May a replica holding v act at now_ns (monotonic)?  Pure. */
+static inline int lease_may_act(const struct lease_view *v, uint64_t now_ns)
+{
+    return v->leading && now_ns < v->authority_until_ns;
+}
+
+/* lease_may_act() now: 1 while this replica leads and its authority has
+ * not ended.  Call before every leader action.  It changes nothing: the
+ * lease's deadline timer steps down (lease.c, enforce). */
+int lease_check(const struct lease *l);
 uint64_t lease_token(const struct lease *l);
 /* A token seen outside the store (a managed object, the fence object):
  * later acquisitions start above it.  Returns 1 when it is larger than
