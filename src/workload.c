@@ -43,15 +43,7 @@
 #define RETRY_MAX_MS (5 * 60 * 1000)
 #define RESYNC_MS 30000
 
-static const char *const cr_plurals[WORKLOAD_TYPE_COUNT] = {"workloadprocesses", "workloadcronjobs",
-                                                            "workloadservices", "workloadpersistents"};
-static const char *const cr_kinds[WORKLOAD_TYPE_COUNT] = {"WorkloadProcess", "WorkloadCronJob", "WorkloadService",
-                                                          "WorkloadPersistent"};
-
 enum obj_kind { OBJ_PODS, OBJ_CRONJOBS, OBJ_DEPLOYMENTS, OBJ_STATEFULSETS, OBJ_SERVICES, OBJ_COUNT };
-/* The object that runs each workload type (the one stopped on handover). */
-static const enum obj_kind top_kind[WORKLOAD_TYPE_COUNT] = {OBJ_PODS, OBJ_CRONJOBS, OBJ_DEPLOYMENTS,
-                                                           OBJ_STATEFULSETS};
 static const struct {
     const char *group, *version, *plural;
 } obj_types[OBJ_COUNT] = {
@@ -291,7 +283,7 @@ static void status_dropped(void *arg)
 /* Sends the status (JSON text, owned) to the resource's status subresource. */
 static void send_status(struct workload_mgr *m, struct workload *w, char *text)
 {
-    char *path = kube_path("highlander.plexobject.io", "v1", w->ns, cr_plurals[w->type], w->name, "status");
+    char *path = kube_path("highlander.plexobject.io", "v1", w->ns, workload_kind_of(w->type)->cr_plural, w->name, "status");
     json_t *patch = json_pack("{s:o}", "status", json_loads(text, 0, NULL));
     struct status_write *sw = xcalloc(1, sizeof(*sw));
 
@@ -603,12 +595,8 @@ static void reconcile(struct workload_mgr *m, struct workload *w)
             int pod_failed = kind == OBJ_PODS && phase && strcmp(phase, "Failed") == 0;
             int pod_done = kind == OBJ_PODS && phase && strcmp(phase, "Succeeded") == 0 &&
                            w->spec->restart_policy && strcmp(w->spec->restart_policy, "Always") == 0;
-            int stopped = 0;
-            if (kind == OBJ_CRONJOBS)
-                stopped = json_is_true(json_object_get(json_object_get(cur, "spec"), "suspend"));
-            if (kind == OBJ_DEPLOYMENTS || kind == OBJ_STATEFULSETS)
-                stopped = json_integer_value(json_object_get(json_object_get(cur, "spec"), "replicas")) !=
-                          json_integer_value(json_object_get(json_object_get(d[i].body, "spec"), "replicas"));
+            const struct workload_kind *wk = workload_kind_of(w->type);
+            int stopped = d[i].is_top && wk->stopped && wk->stopped(cur, d[i].body);
             if (hash && strcmp(hash, w->hash) == 0 && !pod_failed && !pod_done && !stopped)
                 continue; /* adopted as it is */
             path = kube_path(d[i].group, d[i].version, w->ns, d[i].plural, d[i].name, NULL);
@@ -783,7 +771,7 @@ static void cr_upsert(struct workload_mgr *m, enum workload_type t, json_t *cr)
     json_decref(w->cr);
     w->cr = json_deep_copy(cr);
     json_object_set_new(w->cr, "apiVersion", json_string("highlander.plexobject.io/v1"));
-    json_object_set_new(w->cr, "kind", json_string(cr_kinds[t]));
+    json_object_set_new(w->cr, "kind", json_string(workload_kind_of(t)->cr_kind));
     spec = workload_spec_from_json(t, json_object_get(cr, "spec"), name, ns, &errs);
     config_validate_workload(t, spec, "spec", &errs);
     free(w->invalid);
@@ -833,7 +821,7 @@ static void cr_updated(void *ctx, json_t *old_cr, json_t *cr)
             json_decref(w->cr);
             w->cr = json_deep_copy(cr);
             json_object_set_new(w->cr, "apiVersion", json_string("highlander.plexobject.io/v1"));
-            json_object_set_new(w->cr, "kind", json_string(cr_kinds[c->t]));
+            json_object_set_new(w->cr, "kind", json_string(workload_kind_of(c->t)->cr_kind));
         }
         return;
     }
@@ -1077,48 +1065,42 @@ static void jobs_listed(void *arg, const struct kube_response *res)
  * fencing policy judges the writer's token, not the one already there.
  * Returns how many times cb will run (0: already stopped or going).
  */
-static int stop_object(struct workload_mgr *m, enum obj_kind kind, json_t *obj, uint64_t token, kube_response_cb cb,
-                       void *arg)
+/* Stops one top object of kind wk the kind's way (delete, suspend, scale
+ * to zero); returns how many requests were sent (cb runs for each). */
+static int stop_object(struct workload_mgr *m, const struct workload_kind *wk, json_t *obj, uint64_t token,
+                       kube_response_cb cb, void *arg)
 {
+    enum obj_kind kind = kind_of_plural(wk->top_plural);
     const char *ns = meta(obj, "namespace"), *name = meta(obj, "name"), *uid = meta(obj, "uid");
-    json_t *spec = json_object_get(obj, "spec"), *patch;
+    json_t *patch;
     char *path;
     int n = 0;
 
     if (ns == NULL || name == NULL || meta(obj, "deletionTimestamp"))
         return 0;
     path = kube_path(obj_types[kind].group, obj_types[kind].version, ns, obj_types[kind].plural, name, NULL);
-    switch (kind) {
-    case OBJ_PODS:
+    if (wk->stop_patch == NULL) {
         kube_delete(m->k, path, 0, "Background", uid, NULL, cb, arg);
         free(path);
         return 1;
-    case OBJ_CRONJOBS:
-        if (uid) {
-            struct job_sweep *js = xcalloc(1, sizeof(*js));
-            char *jobs = kube_path("batch", "v1", ns, "jobs", NULL, NULL);
-            js->m = m;
-            snprintf(js->uid, sizeof(js->uid), "%s", uid);
-            js->pending = 1;
-            js->status = 200;
-            js->cb = cb;
-            js->arg = arg;
-            kube_own(kube_get(m->k, jobs, jobs_listed, js), js, job_sweep_drop);
-            free(jobs);
-            n++;
-        }
-        if (json_is_true(json_object_get(spec, "suspend")))
-            goto out;
-        patch = json_pack("{s:{s:b}}", "spec", "suspend", 1);
-        break;
-    case OBJ_DEPLOYMENTS:
-    case OBJ_STATEFULSETS:
-        if (json_integer_value(json_object_get(spec, "replicas")) == 0 && json_object_get(spec, "replicas"))
-            goto out;
-        patch = json_pack("{s:{s:i}}", "spec", "replicas", 0);
-        break;
-    default:
-        goto out;
+    }
+    if (wk->stops_jobs && uid) {
+        struct job_sweep *js = xcalloc(1, sizeof(*js));
+        char *jobs = kube_path("batch", "v1", ns, "jobs", NULL, NULL);
+        js->m = m;
+        snprintf(js->uid, sizeof(js->uid), "%s", uid);
+        js->pending = 1;
+        js->status = 200;
+        js->cb = cb;
+        js->arg = arg;
+        kube_own(kube_get(m->k, jobs, jobs_listed, js), js, job_sweep_drop);
+        free(jobs);
+        n++;
+    }
+    patch = wk->stop_patch(obj);
+    if (patch == NULL) {
+        free(path);
+        return n; /* stopped already */
     }
     if (token) {
         char tok[24];
@@ -1127,10 +1109,8 @@ static int stop_object(struct workload_mgr *m, enum obj_kind kind, json_t *obj, 
     }
     kube_patch(m->k, path, KUBE_PATCH_MERGE, patch, cb, arg);
     json_decref(patch);
-    n++;
-out:
     free(path);
-    return n;
+    return n + 1;
 }
 
 static int handover_stop(struct workload_mgr *m)
@@ -1168,14 +1148,14 @@ static void drain_work(struct workload_mgr *m, void (*done)(void *), void *done_
         json_t *obj;
 
         snprintf(name, sizeof(name), w->type == WORKLOAD_PROCESS ? "%s-pod" : "%s", w->name);
-        obj = informer_get(m->objs[top_kind[w->type]], w->ns, name);
+        obj = informer_get(m->objs[kind_of_plural(workload_kind_of(w->type)->top_plural)], w->ns, name);
         if (obj) {
             struct drain_one *one = xcalloc(1, sizeof(*one));
             one->d = d;
             one->type = w->type;
             snprintf(one->name, sizeof(one->name), "%s", w->name);
             one->start_ms = time_mono_ms();
-            one->pending = stop_object(m, top_kind[w->type], obj, m->writes_token, drain_step, one);
+            one->pending = stop_object(m, workload_kind_of(w->type), obj, m->writes_token, drain_step, one);
             if (one->pending == 0)
                 free(one);
             else
@@ -1220,13 +1200,14 @@ static void sweep_cb(uv_timer_t *t)
     uv_timer_stop(t);
     if (m->cfg->handover == HANDOVER_ADOPT || cluster == NULL || strcmp(cluster, m->cfg->cluster_name) == 0)
         return;
-    for (size_t i = 0; i < ARRAY_SIZE(top_kind); i++) {
-        enum obj_kind kind = top_kind[i];
+    for (int type = 0; type < WORKLOAD_TYPE_COUNT; type++) {
+        const struct workload_kind *wk = workload_kind_of((enum workload_type)type);
+        enum obj_kind kind = kind_of_plural(wk->top_plural);
         const char *key;
         json_t *obj;
         json_object_foreach(informer_cache(m->objs[kind]), key, obj) {
             const char *tok = annotation(obj, ANN_TOKEN);
-            if (tok && strtoull(tok, NULL, 10) < token && stop_object(m, kind, obj, 0, sweep_step, NULL)) {
+            if (tok && strtoull(tok, NULL, 10) < token && stop_object(m, wk, obj, 0, sweep_step, NULL)) {
                 log_info("workloads", "start-up: stopping %s %s (fencing token %s < %llu of the leader in cluster %s)",
                          obj_types[kind].plural, key, tok, (unsigned long long)token, cluster);
                 stopped++;
@@ -1263,7 +1244,7 @@ static int wm_start(void *ctx, struct app *app)
             cr_ctxs[t].t = (enum workload_type)t;
             for (unsigned i = 0; i < nns; i++) {
                 struct informer_opts o = {.group = "highlander.plexobject.io", .version = "v1",
-                                          .plural = cr_plurals[t],
+                                          .plural = workload_kind_of(t)->cr_plural,
                                           .namespace = m->cfg->crd_namespaces_count ? m->cfg->crd_namespaces[i] : NULL};
                 struct informer_handlers h = {cr_added, cr_updated, cr_deleted, NULL};
                 struct informer *inf = informer_new(m->loop, m->k, &o, &h, &cr_ctxs[t]);

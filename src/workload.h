@@ -59,4 +59,48 @@ struct health {
 };
 void workload_health(enum workload_type t, json_t *obj, struct health *h);
 
+/*
+ * One workload kind: everything the manager needs to know about it, in
+ * its own file (kind_process.c, kind_cronjob.c, kind_service.c,
+ * kind_persistent.c).
+ */
+struct workload_kind {
+    enum workload_type type;
+    const char *cr_plural;        /* the custom resource: "workloadprocesses" */
+    const char *cr_kind;          /* "WorkloadProcess" */
+    const char *top_plural;       /* the object that runs it: "pods" */
+    /* Fills out[] with its objects, the top one first; returns how many
+     * (at most MAX_DESIRED).  Leader values are added by workload_build. */
+    int (*build)(const struct build_ctx *b, struct desired *out);
+    /* Health from the observed top object (never NULL); may set
+     * h->details (a new reference). */
+    void (*health)(json_t *top, struct health *h);
+    /* The live top object is stopped (suspended, scaled to zero) where
+     * the desired one runs: it is not adopted as it is.  NULL: never. */
+    int (*stopped)(json_t *live, json_t *desired);
+    /* The merge patch that stops the live top object (handover, start-up
+     * rule), or NULL when it is stopped already.  NULL function: the top
+     * object is deleted to stop it. */
+    json_t *(*stop_patch)(json_t *live);
+    /* Jobs the top object owns are deleted when it stops (cronJob). */
+    int stops_jobs;
+};
+
+extern const struct workload_kind kind_process, kind_cronjob, kind_service, kind_persistent;
+const struct workload_kind *workload_kind_of(enum workload_type t);
+
+/* What the kinds' builders share (workload_objects.c). */
+json_t *obj_labels(const struct build_ctx *b, const char *name);
+json_t *obj_selector(const char *name);
+json_t *obj_metadata(const struct build_ctx *b, const char *name, json_t *labels);
+/* The pod spec of the workload's containers; extra_mounts (borrowed, may
+ * be NULL) go to the main container. */
+json_t *obj_pod_spec(const struct build_ctx *b, const char *default_restart, json_t *extra_mounts);
+json_t *obj_service(const struct build_ctx *b, const char *name, int headless);
+/* Deployments and StatefulSets: the live replica count is not the desired
+ * one (scaled down, by the handover or by hand); the patch that scales to
+ * zero, NULL when already there. */
+int obj_replicas_differ(json_t *live, json_t *desired);
+json_t *obj_scale_to_zero(json_t *live);
+
 #endif

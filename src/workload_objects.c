@@ -1,6 +1,8 @@
 /*
- * The Kubernetes objects of each workload kind (SPEC section 3) and their
- * health.  Objects are built as jansson values; the spec hash covers all
+ * What every workload kind's objects share (SPEC section 3): labels,
+ * metadata, the pod spec, the Service; the spec hash and the leader
+ * values; the kinds' own objects and health are in kind_*.c.  Objects
+ * are built as jansson values; the spec hash covers all
  * of the object except leader-specific values (leader id, cluster, fencing
  * token), so a new leader finds the hash equal and adopts the object
  * untouched, and a failover never rolls pods.
@@ -19,7 +21,7 @@ static void add_kv(json_t *obj, const struct kv_list *l)
         json_object_set_new(obj, l->items[i].key, json_string(l->items[i].value));
 }
 
-static json_t *labels_for(const struct build_ctx *b, const char *name)
+json_t *obj_labels(const struct build_ctx *b, const char *name)
 {
     json_t *l = json_object();
 
@@ -31,7 +33,7 @@ static json_t *labels_for(const struct build_ctx *b, const char *name)
     return l;
 }
 
-static json_t *selector_for(const char *name)
+json_t *obj_selector(const char *name)
 {
     return json_pack("{s:s, s:s}", "app", name, LABEL_MANAGED_BY, MANAGED_BY);
 }
@@ -126,7 +128,7 @@ static json_t *main_container(const struct build_ctx *b, json_t *mounts)
     return c;
 }
 
-static json_t *pod_spec(const struct build_ctx *b, const char *default_restart, json_t *extra_mounts)
+json_t *obj_pod_spec(const struct build_ctx *b, const char *default_restart, json_t *extra_mounts)
 {
     const struct workload_spec *w = b->spec;
     json_t *spec = json_object(), *containers = json_array(), *volumes = json_array();
@@ -201,7 +203,7 @@ static json_t *pod_spec(const struct build_ctx *b, const char *default_restart, 
     return spec;
 }
 
-static json_t *metadata(const struct build_ctx *b, const char *name, json_t *labels)
+json_t *obj_metadata(const struct build_ctx *b, const char *name, json_t *labels)
 {
     json_t *m = json_pack("{s:s, s:s, s:o}", "name", name, "namespace", b->ns, "labels", labels);
     json_t *ann = json_object();
@@ -219,7 +221,7 @@ static json_t *metadata(const struct build_ctx *b, const char *name, json_t *lab
     return m;
 }
 
-static json_t *service_for(const struct build_ctx *b, const char *name, int headless)
+json_t *obj_service(const struct build_ctx *b, const char *name, int headless)
 {
     const struct workload_spec *w = b->spec;
     json_t *ports = json_array();
@@ -237,12 +239,28 @@ static json_t *service_for(const struct build_ctx *b, const char *name, int head
         json_array_append_new(ports, sp);
     }
     {
-        json_t *spec = json_pack("{s:o, s:o}", "selector", selector_for(w->name), "ports", ports);
+        json_t *spec = json_pack("{s:o, s:o}", "selector", obj_selector(w->name), "ports", ports);
         if (headless)
             json_object_set_new(spec, "clusterIP", json_string("None"));
         return json_pack("{s:s, s:s, s:o, s:o}", "apiVersion", "v1", "kind", "Service", "metadata",
-                         metadata(b, name, labels_for(b, w->name)), "spec", spec);
+                         obj_metadata(b, name, obj_labels(b, w->name)), "spec", spec);
     }
+}
+
+/* For Deployments and StatefulSets. */
+int obj_replicas_differ(json_t *live, json_t *desired)
+{
+    return json_integer_value(json_object_get(json_object_get(live, "spec"), "replicas")) !=
+           json_integer_value(json_object_get(json_object_get(desired, "spec"), "replicas"));
+}
+
+json_t *obj_scale_to_zero(json_t *live)
+{
+    json_t *spec = json_object_get(live, "spec");
+
+    if (json_object_get(spec, "replicas") && json_integer_value(json_object_get(spec, "replicas")) == 0)
+        return NULL;
+    return json_pack("{s:{s:i}}", "spec", "replicas", 0);
 }
 
 /* The spec hash's offset basis is not FNV's (a digit short): kept, since
@@ -271,70 +289,15 @@ static void fill_token(json_t *obj, const char *token)
 
 int workload_build(const struct build_ctx *b, struct desired out[MAX_DESIRED], char *hash, size_t hashlen)
 {
-    const struct workload_spec *w = b->spec;
-    const char *name = w->name;
-    int n = 0;
-    json_t *top;
+    const struct workload_kind *k = workload_kind_of(b->type);
+    int n;
 
     memset(out, 0, sizeof(struct desired) * MAX_DESIRED);
-    switch (b->type) {
-    case WORKLOAD_PROCESS: {
-        char *pod = xasprintf("%s-pod", name);
-        top = json_pack("{s:s, s:s, s:o, s:o}", "apiVersion", "v1", "kind", "Pod", "metadata",
-                        metadata(b, pod, labels_for(b, name)), "spec", pod_spec(b, "Never", NULL));
-        out[n++] = (struct desired){"", "v1", "pods", pod, top, 1};
-        break;
-    }
-    case WORKLOAD_CRONJOB: {
-        json_t *tmpl = json_pack("{s:{s:o}, s:o}", "metadata", "labels", labels_for(b, name), "spec",
-                                 pod_spec(b, "OnFailure", NULL));
-        top = json_pack("{s:s, s:s, s:o, s:{s:s, s:b, s:s, s:{s:{s:o}}}}", "apiVersion", "batch/v1", "kind", "CronJob",
-                        "metadata", metadata(b, name, labels_for(b, name)), "spec", "schedule",
-                        w->schedule ? w->schedule : "", "suspend", 0, "concurrencyPolicy", "Forbid", "jobTemplate",
-                        "spec", "template", tmpl);
-        out[n++] = (struct desired){"batch", "v1", "cronjobs", xstrdup(name), top, 1};
-        break;
-    }
-    case WORKLOAD_SERVICE: {
-        json_t *tmpl = json_pack("{s:{s:o}, s:o}", "metadata", "labels", labels_for(b, name), "spec",
-                                 pod_spec(b, "Always", NULL));
-        top = json_pack("{s:s, s:s, s:o, s:{s:I, s:{s:o}, s:o}}", "apiVersion", "apps/v1", "kind", "Deployment",
-                        "metadata", metadata(b, name, labels_for(b, name)), "spec", "replicas",
-                        (json_int_t)(w->replicas ? *w->replicas : 1), "selector", "matchLabels", selector_for(name),
-                        "template", tmpl);
-        out[n++] = (struct desired){"apps", "v1", "deployments", xstrdup(name), top, 1};
-        if (w->ports_count)
-            out[n++] = (struct desired){"", "v1", "services", xstrdup(name), service_for(b, name, 0), 0};
-        break;
-    }
-    case WORKLOAD_PERSISTENT: {
-        const char *svc = w->service_name && *w->service_name ? w->service_name : name;
-        json_t *mounts = json_array(), *claims = json_array(), *tmpl;
-        for (unsigned i = 0; i < w->persistent_volumes_count; i++) {
-            const struct persistent_volume *v = &w->persistent_volumes[i];
-            json_t *claim = json_pack("{s:{s:s}, s:{s:[s], s:{s:{s:s}}}}", "metadata", "name", v->name, "spec",
-                                      "accessModes", "ReadWriteOnce", "resources", "requests", "storage",
-                                      v->size ? v->size : "1Gi");
-            if (v->storage_class_name && *v->storage_class_name)
-                json_object_set_new(json_object_get(claim, "spec"), "storageClassName",
-                                    json_string(v->storage_class_name));
-            json_array_append_new(claims, claim);
-            json_array_append_new(mounts, json_pack("{s:s, s:s}", "name", v->name, "mountPath", v->mount_path));
-        }
-        tmpl = json_pack("{s:{s:o}, s:o}", "metadata", "labels", labels_for(b, name), "spec",
-                         pod_spec(b, "Always", mounts));
-        json_decref(mounts);
-        top = json_pack("{s:s, s:s, s:o, s:{s:s, s:I, s:{s:o}, s:o, s:o}}", "apiVersion", "apps/v1", "kind",
-                        "StatefulSet", "metadata", metadata(b, name, labels_for(b, name)), "spec", "serviceName", svc,
-                        "replicas", (json_int_t)(w->replicas ? *w->replicas : 1), "selector", "matchLabels",
-                        selector_for(name), "template", tmpl, "volumeClaimTemplates", claims);
-        out[n++] = (struct desired){"apps", "v1", "statefulsets", xstrdup(name), top, 1};
-        out[n++] = (struct desired){"", "v1", "services", xstrdup(svc), service_for(b, svc, 1), 0};
-        break;
-    }
-    default:
+    if (k == NULL)
         return 0;
-    }
+    n = k->build(b, out);
+    if (n <= 0)
+        return 0;
     /* Hash everything but leader-specific values, then fill those in. */
     {
         json_t *all = json_array();
@@ -361,6 +324,18 @@ int workload_build(const struct build_ctx *b, struct desired out[MAX_DESIRED], c
     return n;
 }
 
+const struct workload_kind *workload_kind_of(enum workload_type t)
+{
+    static const struct workload_kind *const kinds[WORKLOAD_TYPE_COUNT] = {
+        [WORKLOAD_PROCESS] = &kind_process,
+        [WORKLOAD_CRONJOB] = &kind_cronjob,
+        [WORKLOAD_SERVICE] = &kind_service,
+        [WORKLOAD_PERSISTENT] = &kind_persistent,
+    };
+
+    return (unsigned)t < WORKLOAD_TYPE_COUNT ? kinds[t] : NULL;
+}
+
 void desired_free(struct desired *d, int n)
 {
     for (int i = 0; i < n; i++) {
@@ -369,14 +344,9 @@ void desired_free(struct desired *d, int n)
     }
 }
 
-static long long geti(json_t *o, const char *a, const char *b)
-{
-    return json_integer_value(json_object_get(json_object_get(o, a), b));
-}
-
 void workload_health(enum workload_type t, json_t *obj, struct health *h)
 {
-    json_t *status = json_object_get(obj, "status"), *spec = json_object_get(obj, "spec");
+    const struct workload_kind *k = workload_kind_of(t);
 
     memset(h, 0, sizeof(*h));
     if (obj == NULL) {
@@ -386,58 +356,8 @@ void workload_health(enum workload_type t, json_t *obj, struct health *h)
         return;
     }
     h->active = 1;
-    switch (t) {
-    case WORKLOAD_PROCESS: {
-        const char *phase = json_string_value(json_object_get(status, "phase"));
-        int ready = 0, restarts = 0;
-        size_t i;
-        json_t *c;
-        json_array_foreach(json_object_get(status, "conditions"), i, c) {
-            const char *ty = json_string_value(json_object_get(c, "type"));
-            const char *st = json_string_value(json_object_get(c, "status"));
-            if (ty && st && strcmp(ty, "Ready") == 0 && strcmp(st, "True") == 0)
-                ready = 1;
-        }
-        json_array_foreach(json_object_get(status, "containerStatuses"), i, c)
-            restarts += (int)json_integer_value(json_object_get(c, "restartCount"));
-        snprintf(h->phase, sizeof(h->phase), "%s", phase ? phase : "Pending");
-        h->healthy = phase && ((strcmp(phase, "Running") == 0 && ready) || strcmp(phase, "Succeeded") == 0);
-        h->details = json_pack("{s:s, s:O?, s:O?, s:i, s:O?}", "phase", h->phase, "podIP",
-                               json_object_get(status, "podIP"), "node", json_object_get(spec, "nodeName"),
-                               "restarts", restarts, "startedAt", json_object_get(status, "startTime"));
-        break;
-    }
-    case WORKLOAD_CRONJOB: {
-        int suspend = json_is_true(json_object_get(spec, "suspend"));
-        size_t active = json_array_size(json_object_get(status, "active"));
-        h->healthy = !suspend;
-        snprintf(h->phase, sizeof(h->phase), "%s", suspend ? "Suspended" : "Scheduled");
-        h->details = json_pack("{s:O?, s:b, s:O?, s:I}", "schedule", json_object_get(spec, "schedule"), "suspend",
-                               suspend, "lastScheduleTime", json_object_get(status, "lastScheduleTime"), "activeJobs",
-                               (json_int_t)active);
-        break;
-    }
-    case WORKLOAD_SERVICE:
-    case WORKLOAD_PERSISTENT: {
-        long long want = json_integer_value(json_object_get(spec, "replicas"));
-        long long ready = json_integer_value(json_object_get(status, "readyReplicas"));
-        long long gen = geti(obj, "metadata", "generation");
-        long long seen = json_integer_value(json_object_get(status, "observedGeneration"));
-        h->healthy = seen >= gen && ready == want;
-        snprintf(h->phase, sizeof(h->phase), "%s", h->healthy ? "Running" : "Progressing");
-        if (!h->healthy)
-            snprintf(h->message, sizeof(h->message), "%lld of %lld replicas ready", ready, want);
-        if (t == WORKLOAD_SERVICE)
-            h->details = json_pack("{s:I, s:I, s:I, s:I}", "replicas", (json_int_t)want, "ready", (json_int_t)ready,
-                                   "available", (json_int_t)json_integer_value(json_object_get(status, "availableReplicas")),
-                                   "updated", (json_int_t)json_integer_value(json_object_get(status, "updatedReplicas")));
-        else
-            h->details = json_pack("{s:I, s:I, s:I, s:I}", "replicas", (json_int_t)want, "ready", (json_int_t)ready,
-                                   "current", (json_int_t)json_integer_value(json_object_get(status, "currentReplicas")),
-                                   "updated", (json_int_t)json_integer_value(json_object_get(status, "updatedReplicas")));
-        break;
-    }
-    default:
+    if (k)
+        k->health(obj, h);
+    if (h->details == NULL)
         h->details = json_object();
-    }
 }

@@ -1,0 +1,61 @@
+/*
+ * cronJob: a batch/v1 CronJob (concurrencyPolicy Forbid).  Stopping it is
+ * suspending it and deleting the Jobs it owns; a suspended CronJob is not
+ * adopted as it is.
+ */
+#include "workload.h"
+
+#include <stdio.h>
+
+static int build(const struct build_ctx *b, struct desired *out)
+{
+    const struct workload_spec *w = b->spec;
+    const char *name = w->name;
+    json_t *tmpl = json_pack("{s:{s:o}, s:o}", "metadata", "labels", obj_labels(b, name), "spec",
+                             obj_pod_spec(b, "OnFailure", NULL));
+    json_t *top = json_pack("{s:s, s:s, s:o, s:{s:s, s:b, s:s, s:{s:{s:o}}}}", "apiVersion", "batch/v1", "kind",
+                            "CronJob", "metadata", obj_metadata(b, name, obj_labels(b, name)), "spec", "schedule",
+                            w->schedule ? w->schedule : "", "suspend", 0, "concurrencyPolicy", "Forbid",
+                            "jobTemplate", "spec", "template", tmpl);
+
+    out[0] = (struct desired){"batch", "v1", "cronjobs", xstrdup(name), top, 1};
+    return 1;
+}
+
+static void health(json_t *obj, struct health *h)
+{
+    json_t *status = json_object_get(obj, "status"), *spec = json_object_get(obj, "spec");
+    int suspend = json_is_true(json_object_get(spec, "suspend"));
+    size_t active = json_array_size(json_object_get(status, "active"));
+
+    h->healthy = !suspend;
+    snprintf(h->phase, sizeof(h->phase), "%s", suspend ? "Suspended" : "Scheduled");
+    h->details = json_pack("{s:O?, s:b, s:O?, s:I}", "schedule", json_object_get(spec, "schedule"), "suspend", suspend,
+                           "lastScheduleTime", json_object_get(status, "lastScheduleTime"), "activeJobs",
+                           (json_int_t)active);
+}
+
+static int stopped(json_t *live, json_t *desired)
+{
+    (void)desired;
+    return json_is_true(json_object_get(json_object_get(live, "spec"), "suspend"));
+}
+
+static json_t *stop_patch(json_t *live)
+{
+    if (stopped(live, NULL))
+        return NULL;
+    return json_pack("{s:{s:b}}", "spec", "suspend", 1);
+}
+
+const struct workload_kind kind_cronjob = {
+    .type = WORKLOAD_CRONJOB,
+    .cr_plural = "workloadcronjobs",
+    .cr_kind = "WorkloadCronJob",
+    .top_plural = "cronjobs",
+    .build = build,
+    .health = health,
+    .stopped = stopped,
+    .stop_patch = stop_patch,
+    .stops_jobs = 1,
+};

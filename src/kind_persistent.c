@@ -1,0 +1,66 @@
+/*
+ * persistentSet: a StatefulSet with one volume claim template per
+ * persistent volume, and its headless governing Service (serviceName,
+ * default the workload's name).  Stopping it is scaling it to zero; the
+ * claims stay.
+ */
+#include "workload.h"
+
+#include <stdio.h>
+
+static int build(const struct build_ctx *b, struct desired *out)
+{
+    const struct workload_spec *w = b->spec;
+    const char *name = w->name;
+    const char *svc = w->service_name && *w->service_name ? w->service_name : name;
+    json_t *mounts = json_array(), *claims = json_array(), *tmpl, *top;
+
+    for (unsigned i = 0; i < w->persistent_volumes_count; i++) {
+        const struct persistent_volume *v = &w->persistent_volumes[i];
+        json_t *claim = json_pack("{s:{s:s}, s:{s:[s], s:{s:{s:s}}}}", "metadata", "name", v->name, "spec",
+                                  "accessModes", "ReadWriteOnce", "resources", "requests", "storage",
+                                  v->size ? v->size : "1Gi");
+        if (v->storage_class_name && *v->storage_class_name)
+            json_object_set_new(json_object_get(claim, "spec"), "storageClassName", json_string(v->storage_class_name));
+        json_array_append_new(claims, claim);
+        json_array_append_new(mounts, json_pack("{s:s, s:s}", "name", v->name, "mountPath", v->mount_path));
+    }
+    tmpl = json_pack("{s:{s:o}, s:o}", "metadata", "labels", obj_labels(b, name), "spec",
+                     obj_pod_spec(b, "Always", mounts));
+    json_decref(mounts);
+    top = json_pack("{s:s, s:s, s:o, s:{s:s, s:I, s:{s:o}, s:o, s:o}}", "apiVersion", "apps/v1", "kind", "StatefulSet",
+                    "metadata", obj_metadata(b, name, obj_labels(b, name)), "spec", "serviceName", svc, "replicas",
+                    (json_int_t)(w->replicas ? *w->replicas : 1), "selector", "matchLabels", obj_selector(name),
+                    "template", tmpl, "volumeClaimTemplates", claims);
+    out[0] = (struct desired){"apps", "v1", "statefulsets", xstrdup(name), top, 1};
+    out[1] = (struct desired){"", "v1", "services", xstrdup(svc), obj_service(b, svc, 1), 0};
+    return 2;
+}
+
+static void health(json_t *obj, struct health *h)
+{
+    json_t *status = json_object_get(obj, "status"), *spec = json_object_get(obj, "spec");
+    long long want = json_integer_value(json_object_get(spec, "replicas"));
+    long long ready = json_integer_value(json_object_get(status, "readyReplicas"));
+    long long gen = json_integer_value(json_object_get(json_object_get(obj, "metadata"), "generation"));
+    long long seen = json_integer_value(json_object_get(status, "observedGeneration"));
+
+    h->healthy = seen >= gen && ready == want;
+    snprintf(h->phase, sizeof(h->phase), "%s", h->healthy ? "Running" : "Progressing");
+    if (!h->healthy)
+        snprintf(h->message, sizeof(h->message), "%lld of %lld replicas ready", ready, want);
+    h->details = json_pack("{s:I, s:I, s:I, s:I}", "replicas", (json_int_t)want, "ready", (json_int_t)ready,
+                           "current", (json_int_t)json_integer_value(json_object_get(status, "currentReplicas")),
+                           "updated", (json_int_t)json_integer_value(json_object_get(status, "updatedReplicas")));
+}
+
+const struct workload_kind kind_persistent = {
+    .type = WORKLOAD_PERSISTENT,
+    .cr_plural = "workloadpersistents",
+    .cr_kind = "WorkloadPersistent",
+    .top_plural = "statefulsets",
+    .build = build,
+    .health = health,
+    .stopped = obj_replicas_differ,
+    .stop_patch = obj_scale_to_zero,
+};

@@ -1,0 +1,53 @@
+/*
+ * process: one Pod, "<name>-pod", restartPolicy Never unless the spec
+ * says otherwise.  A pod cannot change in place, so the manager replaces
+ * it (delete, then create once it is gone); stopping it is deleting it.
+ */
+#include "workload.h"
+
+#include <stdio.h>
+#include <string.h>
+
+static int build(const struct build_ctx *b, struct desired *out)
+{
+    const char *name = b->spec->name;
+    char *pod = xasprintf("%s-pod", name);
+    json_t *top = json_pack("{s:s, s:s, s:o, s:o}", "apiVersion", "v1", "kind", "Pod", "metadata",
+                            obj_metadata(b, pod, obj_labels(b, name)), "spec", obj_pod_spec(b, "Never", NULL));
+
+    out[0] = (struct desired){"", "v1", "pods", pod, top, 1};
+    return 1;
+}
+
+static void health(json_t *obj, struct health *h)
+{
+    json_t *status = json_object_get(obj, "status"), *spec = json_object_get(obj, "spec"), *c;
+    const char *phase = json_string_value(json_object_get(status, "phase"));
+    int ready = 0, restarts = 0;
+    size_t i;
+
+    json_array_foreach(json_object_get(status, "conditions"), i, c) {
+        const char *ty = json_string_value(json_object_get(c, "type"));
+        const char *st = json_string_value(json_object_get(c, "status"));
+        if (ty && st && strcmp(ty, "Ready") == 0 && strcmp(st, "True") == 0)
+            ready = 1;
+    }
+    json_array_foreach(json_object_get(status, "containerStatuses"), i, c)
+        restarts += (int)json_integer_value(json_object_get(c, "restartCount"));
+    snprintf(h->phase, sizeof(h->phase), "%s", phase ? phase : "Pending");
+    h->healthy = phase && ((strcmp(phase, "Running") == 0 && ready) || strcmp(phase, "Succeeded") == 0);
+    h->details = json_pack("{s:s, s:O?, s:O?, s:i, s:O?}", "phase", h->phase, "podIP", json_object_get(status, "podIP"),
+                           "node", json_object_get(spec, "nodeName"), "restarts", restarts, "startedAt",
+                           json_object_get(status, "startTime"));
+}
+
+const struct workload_kind kind_process = {
+    .type = WORKLOAD_PROCESS,
+    .cr_plural = "workloadprocesses",
+    .cr_kind = "WorkloadProcess",
+    .top_plural = "pods",
+    .build = build,
+    .health = health,
+    .stopped = NULL,
+    .stop_patch = NULL, /* deleted */
+};

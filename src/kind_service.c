@@ -1,0 +1,56 @@
+/*
+ * service: a Deployment (replicas, default 1) and, when the spec has
+ * ports, a ClusterIP Service.  Stopping it is scaling it to zero; one
+ * scaled to zero is not adopted as it is.
+ */
+#include "workload.h"
+
+#include <stdio.h>
+
+static int build(const struct build_ctx *b, struct desired *out)
+{
+    const struct workload_spec *w = b->spec;
+    const char *name = w->name;
+    int n = 0;
+    json_t *tmpl = json_pack("{s:{s:o}, s:o}", "metadata", "labels", obj_labels(b, name), "spec",
+                             obj_pod_spec(b, "Always", NULL));
+    json_t *top = json_pack("{s:s, s:s, s:o, s:{s:I, s:{s:o}, s:o}}", "apiVersion", "apps/v1", "kind", "Deployment",
+                            "metadata", obj_metadata(b, name, obj_labels(b, name)), "spec", "replicas",
+                            (json_int_t)(w->replicas ? *w->replicas : 1), "selector", "matchLabels",
+                            obj_selector(name), "template", tmpl);
+
+    out[n++] = (struct desired){"apps", "v1", "deployments", xstrdup(name), top, 1};
+    if (w->ports_count)
+        out[n++] = (struct desired){"", "v1", "services", xstrdup(name), obj_service(b, name, 0), 0};
+    return n;
+}
+
+/* Healthy when the Deployment controller has seen the latest generation
+ * and every replica is ready. */
+static void health(json_t *obj, struct health *h)
+{
+    json_t *status = json_object_get(obj, "status"), *spec = json_object_get(obj, "spec");
+    long long want = json_integer_value(json_object_get(spec, "replicas"));
+    long long ready = json_integer_value(json_object_get(status, "readyReplicas"));
+    long long gen = json_integer_value(json_object_get(json_object_get(obj, "metadata"), "generation"));
+    long long seen = json_integer_value(json_object_get(status, "observedGeneration"));
+
+    h->healthy = seen >= gen && ready == want;
+    snprintf(h->phase, sizeof(h->phase), "%s", h->healthy ? "Running" : "Progressing");
+    if (!h->healthy)
+        snprintf(h->message, sizeof(h->message), "%lld of %lld replicas ready", ready, want);
+    h->details = json_pack("{s:I, s:I, s:I, s:I}", "replicas", (json_int_t)want, "ready", (json_int_t)ready,
+                           "available", (json_int_t)json_integer_value(json_object_get(status, "availableReplicas")),
+                           "updated", (json_int_t)json_integer_value(json_object_get(status, "updatedReplicas")));
+}
+
+const struct workload_kind kind_service = {
+    .type = WORKLOAD_SERVICE,
+    .cr_plural = "workloadservices",
+    .cr_kind = "WorkloadService",
+    .top_plural = "deployments",
+    .build = build,
+    .health = health,
+    .stopped = obj_replicas_differ,
+    .stop_patch = obj_scale_to_zero,
+};
