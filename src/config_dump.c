@@ -5,6 +5,7 @@
  */
 #include "highlander/config.h"
 #include "highlander/duration.h"
+#include "workload.h"
 
 #include <jansson.h>
 #include <libpq-fe.h>
@@ -257,32 +258,10 @@ json_t *config_workload_to_json(enum workload_type type, const struct workload_s
                             json_pack("{s:s?, s:s?, s:s?, s:s?}", "apiVersion", w->crd_ref->api_version, "kind",
                                       w->crd_ref->kind, "name", w->crd_ref->name, "namespace",
                                       w->crd_ref->namespace));
-    if (type == WORKLOAD_PROCESS) {
-        if (w->max_restarts)
-            json_object_set_new(o, "maxRestarts", json_integer(*w->max_restarts));
-        set_str(o, "gracePeriod", w->grace_period);
-    }
-    if (type == WORKLOAD_CRONJOB)
-        set_str(o, "schedule", w->schedule);
-    if (type == WORKLOAD_SERVICE || type == WORKLOAD_PERSISTENT) {
-        json_object_set_new(o, "replicas", json_integer(w->replicas ? *w->replicas : 1));
-        set_str(o, "healthCheckPath", w->health_check_path);
-        if (w->health_check_port)
-            json_object_set_new(o, "healthCheckPort", json_integer(w->health_check_port));
-        set_str(o, "readinessTimeout", w->readiness_timeout);
-    }
-    if (type == WORKLOAD_PERSISTENT) {
-        set_str(o, "serviceName", w->service_name);
-        if (w->persistent_volumes_count) {
-            json_t *a = json_array();
-            for (unsigned i = 0; i < w->persistent_volumes_count; i++) {
-                const struct persistent_volume *v = &w->persistent_volumes[i];
-                json_array_append_new(a, json_pack("{s:s?, s:s?, s:s?, s:s?}", "name", v->name, "mountPath",
-                                                   v->mount_path, "storageClassName", v->storage_class_name,
-                                                   "size", v->size));
-            }
-            json_object_set_new(o, "persistentVolumes", a);
-        }
+    {
+        const struct workload_kind *k = workload_kind_of(type);
+        if (k && k->dump)
+            k->dump(w, o);
     }
     return o;
 }

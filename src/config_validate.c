@@ -5,6 +5,7 @@
  */
 #include "highlander/config.h"
 #include "highlander/duration.h"
+#include "workload.h"
 
 #include <libpq-fe.h>
 #include <ctype.h>
@@ -286,9 +287,6 @@ void config_validate_workload(enum workload_type type, const struct workload_spe
     else if (!config_is_dns1123_label(w->name))
         config_errors_add(errs, "%s.name: \"%s\" is not a valid name (lower-case letters, digits and '-', "
                           "at most 63, starting and ending with a letter or digit)", prefix, w->name);
-    else if (type == WORKLOAD_PROCESS && strlen(w->name) > 59)
-        config_errors_add(errs, "%s.name: \"%s\" is too long (the pod is named <name>-pod, at most 63)",
-                          prefix, w->name);
     if (w->namespace != NULL && *w->namespace != '\0' && !config_is_dns1123_label(w->namespace))
         config_errors_add(errs, "%s.namespace: \"%s\" is not a valid namespace", prefix, w->namespace);
     if (is_ref) {
@@ -365,50 +363,10 @@ void config_validate_workload(enum workload_type type, const struct workload_spe
         strcmp(w->restart_policy, "OnFailure") != 0 && strcmp(w->restart_policy, "Never") != 0)
         config_errors_add(errs, "%s.restartPolicy: \"%s\" is not one of Always, OnFailure, Never", prefix,
                           w->restart_policy);
-    if (type == WORKLOAD_CRONJOB && w->restart_policy && strcmp(w->restart_policy, "Always") == 0)
-        config_errors_add(errs, "%s.restartPolicy: a cronJob's pods cannot use Always", prefix);
-    switch (type) {
-    case WORKLOAD_PROCESS:
-        if (w->max_restarts && *w->max_restarts < 0)
-            config_errors_add(errs, "%s.maxRestarts: must not be negative", prefix);
-        break;
-    case WORKLOAD_CRONJOB:
-        if (!is_ref && (w->schedule == NULL || *w->schedule == '\0'))
-            config_errors_add(errs, "%s.schedule: schedule is required", prefix);
-        else if (w->schedule && !config_is_cron_schedule(w->schedule))
-            config_errors_add(errs, "%s.schedule: \"%s\" is not a cron schedule of five fields", prefix,
-                              w->schedule);
-        break;
-    case WORKLOAD_PERSISTENT:
-        if (w->service_name && *w->service_name && !config_is_dns1123_label(w->service_name))
-            config_errors_add(errs, "%s.serviceName: \"%s\" is not a valid name", prefix, w->service_name);
-        for (unsigned i = 0; i < w->persistent_volumes_count; i++) {
-            const struct persistent_volume *v = &w->persistent_volumes[i];
-            if (v->name == NULL || *v->name == '\0')
-                config_errors_add(errs, "%s.persistentVolumes[%u].name: name is required", prefix, i);
-            else if (!config_is_dns1123_label(v->name))
-                config_errors_add(errs, "%s.persistentVolumes[%u].name: \"%s\" is not a valid name", prefix, i,
-                                  v->name);
-            if (v->mount_path == NULL || *v->mount_path == '\0')
-                config_errors_add(errs, "%s.persistentVolumes[%u].mountPath: mountPath is required", prefix, i);
-            else if (v->mount_path[0] != '/')
-                config_errors_add(errs, "%s.persistentVolumes[%u].mountPath: must be an absolute path", prefix, i);
-            if (v->size == NULL || *v->size == '\0')
-                config_errors_add(errs, "%s.persistentVolumes[%u].size: size is required", prefix, i);
-            else if (!config_parse_quantity(v->size))
-                config_errors_add(errs, "%s.persistentVolumes[%u].size: \"%s\" is not a resource quantity",
-                                  prefix, i, v->size);
-        }
-        /* fall through */
-    case WORKLOAD_SERVICE:
-        if (w->replicas && *w->replicas < 1)
-            config_errors_add(errs, "%s.replicas: replicas must be at least 1", prefix);
-        if (w->health_check_port != 0 && (w->health_check_port < 1 || w->health_check_port > 65535))
-            config_errors_add(errs, "%s.healthCheckPort: %lld is not a port (1-65535)", prefix,
-                              (long long)w->health_check_port);
-        break;
-    default:
-        break;
+    {
+        const struct workload_kind *k = workload_kind_of(type);
+        if (k && k->validate)
+            k->validate(w, is_ref, prefix, errs);
     }
 }
 

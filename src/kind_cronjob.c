@@ -6,6 +6,7 @@
 #include "workload.h"
 
 #include <stdio.h>
+#include <string.h>
 
 static int build(const struct build_ctx *b, struct desired *out)
 {
@@ -48,6 +49,23 @@ static json_t *stop_patch(json_t *live)
     return json_pack("{s:{s:b}}", "spec", "suspend", 1);
 }
 
+static const char *const fields[] = {"schedule", NULL};
+
+static void validate(const struct workload_spec *w, int is_ref, const char *prefix, struct config_errors *errs)
+{
+    if (w->restart_policy && strcmp(w->restart_policy, "Always") == 0)
+        config_errors_add(errs, "%s.restartPolicy: a cronJob's pods cannot use Always", prefix);
+    if (!is_ref && (w->schedule == NULL || *w->schedule == '\0'))
+        config_errors_add(errs, "%s.schedule: schedule is required", prefix);
+    else if (w->schedule && !config_is_cron_schedule(w->schedule))
+        config_errors_add(errs, "%s.schedule: \"%s\" is not a cron schedule of five fields", prefix, w->schedule);
+}
+
+static void dump(const struct workload_spec *w, json_t *o)
+{
+    kind_set_str(o, "schedule", w->schedule);
+}
+
 const struct workload_kind kind_cronjob = {
     .type = WORKLOAD_CRONJOB,
     .cr_plural = "workloadcronjobs",
@@ -58,4 +76,7 @@ const struct workload_kind kind_cronjob = {
     .stopped = stopped,
     .stop_patch = stop_patch,
     .stops_jobs = 1,
+    .fields = fields,
+    .validate = validate,
+    .dump = dump,
 };

@@ -54,6 +54,48 @@ static void health(json_t *obj, struct health *h)
                            "updated", (json_int_t)json_integer_value(json_object_get(status, "updatedReplicas")));
 }
 
+static const char *const fields[] = {"serviceName", "persistentVolumes", "replicas", "healthCheckPath",
+                                     "healthCheckPort", "readinessTimeout", NULL};
+
+static void validate(const struct workload_spec *w, int is_ref, const char *prefix, struct config_errors *errs)
+{
+    (void)is_ref;
+    if (w->service_name && *w->service_name && !config_is_dns1123_label(w->service_name))
+        config_errors_add(errs, "%s.serviceName: \"%s\" is not a valid name", prefix, w->service_name);
+    for (unsigned i = 0; i < w->persistent_volumes_count; i++) {
+        const struct persistent_volume *v = &w->persistent_volumes[i];
+        if (v->name == NULL || *v->name == '\0')
+            config_errors_add(errs, "%s.persistentVolumes[%u].name: name is required", prefix, i);
+        else if (!config_is_dns1123_label(v->name))
+            config_errors_add(errs, "%s.persistentVolumes[%u].name: \"%s\" is not a valid name", prefix, i, v->name);
+        if (v->mount_path == NULL || *v->mount_path == '\0')
+            config_errors_add(errs, "%s.persistentVolumes[%u].mountPath: mountPath is required", prefix, i);
+        else if (v->mount_path[0] != '/')
+            config_errors_add(errs, "%s.persistentVolumes[%u].mountPath: must be an absolute path", prefix, i);
+        if (v->size == NULL || *v->size == '\0')
+            config_errors_add(errs, "%s.persistentVolumes[%u].size: size is required", prefix, i);
+        else if (!config_parse_quantity(v->size))
+            config_errors_add(errs, "%s.persistentVolumes[%u].size: \"%s\" is not a resource quantity", prefix, i,
+                              v->size);
+    }
+    kind_validate_replicated(w, prefix, errs);
+}
+
+static void dump(const struct workload_spec *w, json_t *o)
+{
+    kind_dump_replicated(w, o);
+    kind_set_str(o, "serviceName", w->service_name);
+    if (w->persistent_volumes_count) {
+        json_t *a = json_array();
+        for (unsigned i = 0; i < w->persistent_volumes_count; i++) {
+            const struct persistent_volume *v = &w->persistent_volumes[i];
+            json_array_append_new(a, json_pack("{s:s?, s:s?, s:s?, s:s?}", "name", v->name, "mountPath", v->mount_path,
+                                               "storageClassName", v->storage_class_name, "size", v->size));
+        }
+        json_object_set_new(o, "persistentVolumes", a);
+    }
+}
+
 const struct workload_kind kind_persistent = {
     .type = WORKLOAD_PERSISTENT,
     .cr_plural = "workloadpersistents",
@@ -63,4 +105,7 @@ const struct workload_kind kind_persistent = {
     .health = health,
     .stopped = obj_replicas_differ,
     .stop_patch = obj_scale_to_zero,
+    .fields = fields,
+    .validate = validate,
+    .dump = dump,
 };

@@ -41,6 +41,25 @@ static void health(json_t *obj, struct health *h)
                            json_object_get(status, "startTime"));
 }
 
+static const char *const fields[] = {"maxRestarts", "gracePeriod", NULL};
+
+static void validate(const struct workload_spec *w, int is_ref, const char *prefix, struct config_errors *errs)
+{
+    (void)is_ref;
+    if (w->name && strlen(w->name) > 59 && config_is_dns1123_label(w->name))
+        config_errors_add(errs, "%s.name: \"%s\" is too long (the pod is named <name>-pod, at most 63)", prefix,
+                          w->name);
+    if (w->max_restarts && *w->max_restarts < 0)
+        config_errors_add(errs, "%s.maxRestarts: must not be negative", prefix);
+}
+
+static void dump(const struct workload_spec *w, json_t *o)
+{
+    if (w->max_restarts)
+        json_object_set_new(o, "maxRestarts", json_integer(*w->max_restarts));
+    kind_set_str(o, "gracePeriod", w->grace_period);
+}
+
 const struct workload_kind kind_process = {
     .type = WORKLOAD_PROCESS,
     .cr_plural = "workloadprocesses",
@@ -50,4 +69,7 @@ const struct workload_kind kind_process = {
     .health = health,
     .stopped = NULL,
     .stop_patch = NULL, /* deleted */
+    .fields = fields,
+    .validate = validate,
+    .dump = dump,
 };

@@ -44,6 +44,12 @@ static void health(json_t *obj, struct health *h)
                            "updated", (json_int_t)json_integer_value(json_object_get(status, "updatedReplicas")));
 }
 
+static void validate(const struct workload_spec *w, int is_ref, const char *prefix, struct config_errors *errs)
+{
+    (void)is_ref;
+    kind_validate_replicated(w, prefix, errs);
+}
+
 const struct workload_kind kind_service = {
     .type = WORKLOAD_SERVICE,
     .cr_plural = "workloadservices",
@@ -53,4 +59,7 @@ const struct workload_kind kind_service = {
     .health = health,
     .stopped = obj_replicas_differ,
     .stop_patch = obj_scale_to_zero,
+    .fields = kind_replicated_fields,
+    .validate = validate,
+    .dump = kind_dump_replicated,
 };

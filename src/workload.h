@@ -84,6 +84,13 @@ struct workload_kind {
     json_t *(*stop_patch)(json_t *live);
     /* Jobs the top object owns are deleted when it stops (cronJob). */
     int stops_jobs;
+    /* The kind's own spec fields, beyond those every kind has (NULL-ended). */
+    const char *const *fields;
+    /* Checks the kind's own fields of one entry (prefix names it, e.g.
+     * "workloads.processes[0]"); is_ref: a workloadCRDRef entry. */
+    void (*validate)(const struct workload_spec *w, int is_ref, const char *prefix, struct config_errors *errs);
+    /* Adds the kind's own fields to the entry's dump (--check-config). */
+    void (*dump)(const struct workload_spec *w, json_t *o);
 };
 
 extern const struct workload_kind kind_process, kind_cronjob, kind_service, kind_persistent;
@@ -102,5 +109,12 @@ json_t *obj_service(const struct build_ctx *b, const char *name, int headless);
  * zero, NULL when already there. */
 int obj_replicas_differ(json_t *live, json_t *desired);
 json_t *obj_scale_to_zero(json_t *live);
+
+/* What service and persistentSet share: replicas and the health check. */
+extern const char *const kind_replicated_fields[];
+void kind_validate_replicated(const struct workload_spec *w, const char *prefix, struct config_errors *errs);
+void kind_dump_replicated(const struct workload_spec *w, json_t *o);
+/* Sets o[key] to the string v when v is set. */
+void kind_set_str(json_t *o, const char *key, const char *v);
 
 #endif

@@ -113,21 +113,13 @@ static int known(enum workload_type t, const char *key)
     for (int i = 0; known_common[i]; i++)
         if (strcmp(key, known_common[i]) == 0)
             return 1;
-    switch (t) {
-    case WORKLOAD_PROCESS:
-        return strcmp(key, "maxRestarts") == 0 || strcmp(key, "gracePeriod") == 0;
-    case WORKLOAD_CRONJOB:
-        return strcmp(key, "schedule") == 0;
-    case WORKLOAD_PERSISTENT:
-        if (strcmp(key, "serviceName") == 0 || strcmp(key, "persistentVolumes") == 0)
-            return 1;
-        /* fall through */
-    case WORKLOAD_SERVICE:
-        return strcmp(key, "replicas") == 0 || strcmp(key, "healthCheckPath") == 0 ||
-               strcmp(key, "healthCheckPort") == 0 || strcmp(key, "readinessTimeout") == 0;
-    default:
-        return 0;
+    {
+        const struct workload_kind *k = workload_kind_of(t);
+        for (int i = 0; k && k->fields && k->fields[i]; i++)
+            if (strcmp(key, k->fields[i]) == 0)
+                return 1;
     }
+    return 0;
 }
 
 struct workload_spec *workload_spec_from_json(enum workload_type t, json_t *spec, const char *name, const char *ns,

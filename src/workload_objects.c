@@ -263,6 +263,33 @@ json_t *obj_scale_to_zero(json_t *live)
     return json_pack("{s:{s:i}}", "spec", "replicas", 0);
 }
 
+const char *const kind_replicated_fields[] = {"replicas", "healthCheckPath", "healthCheckPort", "readinessTimeout",
+                                              NULL};
+
+void kind_validate_replicated(const struct workload_spec *w, const char *prefix, struct config_errors *errs)
+{
+    if (w->replicas && *w->replicas < 1)
+        config_errors_add(errs, "%s.replicas: replicas must be at least 1", prefix);
+    if (w->health_check_port != 0 && (w->health_check_port < 1 || w->health_check_port > 65535))
+        config_errors_add(errs, "%s.healthCheckPort: %lld is not a port (1-65535)", prefix,
+                          (long long)w->health_check_port);
+}
+
+void kind_set_str(json_t *o, const char *key, const char *v)
+{
+    if (v)
+        json_object_set_new(o, key, json_string(v));
+}
+
+void kind_dump_replicated(const struct workload_spec *w, json_t *o)
+{
+    json_object_set_new(o, "replicas", json_integer(w->replicas ? *w->replicas : 1));
+    kind_set_str(o, "healthCheckPath", w->health_check_path);
+    if (w->health_check_port)
+        json_object_set_new(o, "healthCheckPort", json_integer(w->health_check_port));
+    kind_set_str(o, "readinessTimeout", w->readiness_timeout);
+}
+
 /* The spec hash's offset basis is not FNV's (a digit short): kept, since
  * a new hash would make every running object look changed after an
  * upgrade, and a process's pod would be made again. */
