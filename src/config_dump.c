@@ -5,7 +5,7 @@
  */
 #include "highlander/config.h"
 #include "highlander/duration.h"
-#include "workload.h"
+#include "highlander/workload_kind.h"
 
 #include <jansson.h>
 #include <libpq-fe.h>

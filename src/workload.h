@@ -9,6 +9,7 @@
 #include <stdint.h>
 
 #include "highlander/config.h"
+#include "highlander/workload_kind.h"
 
 #define LABEL_MANAGED_BY "managed-by"
 #define MANAGED_BY "k8-highlander"
@@ -59,42 +60,6 @@ struct health {
 };
 void workload_health(enum workload_type t, json_t *obj, struct health *h);
 
-/*
- * One workload kind: everything the manager needs to know about it, in
- * its own file (kind_process.c, kind_cronjob.c, kind_service.c,
- * kind_persistent.c).
- */
-struct workload_kind {
-    enum workload_type type;
-    const char *cr_plural;        /* the custom resource: "workloadprocesses" */
-    const char *cr_kind;          /* "WorkloadProcess" */
-    const char *top_plural;       /* the object that runs it: "pods" */
-    /* Fills out[] with its objects, the top one first; returns how many
-     * (at most MAX_DESIRED).  Leader values are added by workload_build. */
-    int (*build)(const struct build_ctx *b, struct desired *out);
-    /* Health from the observed top object (never NULL); may set
-     * h->details (a new reference). */
-    void (*health)(json_t *top, struct health *h);
-    /* The live top object is stopped (suspended, scaled to zero) where
-     * the desired one runs: it is not adopted as it is.  NULL: never. */
-    int (*stopped)(json_t *live, json_t *desired);
-    /* The merge patch that stops the live top object (handover, start-up
-     * rule), or NULL when it is stopped already.  NULL function: the top
-     * object is deleted to stop it. */
-    json_t *(*stop_patch)(json_t *live);
-    /* Jobs the top object owns are deleted when it stops (cronJob). */
-    int stops_jobs;
-    /* The kind's own spec fields, beyond those every kind has (NULL-ended). */
-    const char *const *fields;
-    /* Checks the kind's own fields of one entry (prefix names it, e.g.
-     * "workloads.processes[0]"); is_ref: a workloadCRDRef entry. */
-    void (*validate)(const struct workload_spec *w, int is_ref, const char *prefix, struct config_errors *errs);
-    /* Adds the kind's own fields to the entry's dump (--check-config). */
-    void (*dump)(const struct workload_spec *w, json_t *o);
-};
-
-extern const struct workload_kind kind_process, kind_cronjob, kind_service, kind_persistent;
-const struct workload_kind *workload_kind_of(enum workload_type t);
 
 /* What the kinds' builders share (workload_objects.c). */
 json_t *obj_labels(const struct build_ctx *b, const char *name);

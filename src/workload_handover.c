@@ -2,7 +2,7 @@
  * Stopping workloads: the handover (stop before the lease is released,
  * when the policy says so) and the start-up rule (objects an older leader
  * of this cluster left running while another cluster leads).  Each kind
- * stops its own way (struct workload_kind: delete, suspend, scale to
+ * stops its own way (struct workload_kind in highlander/workload_kind.h: delete, suspend, scale to
  * zero); a cronJob's running Jobs are deleted too.
  */
 #include "highlander/workloads.h"
