@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from conftest import ASAN
+from conftest import ASAN, wait_until
 
 MiB = 1024 * 1024
 
@@ -60,15 +60,6 @@ def raw(c, request, timeout=5):
         s.close()
 
 
-def wait_for(pred, timeout, step=0.05):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if pred():
-            return True
-        time.sleep(step)
-    return pred()
-
-
 def open_conns(c):
     status, doc = c.get_json("/debug/status")
     assert status == 200
@@ -115,7 +106,7 @@ def test_non_reader_closed_after_write_timeout(controller_factory):
     # Answers stop at the output budget; with no progress for the write
     # timeout the server drops the connection (the old server held it
     # forever).  Asked of the server: reading here would make us a reader.
-    assert wait_for(lambda: open_conns(c) <= 1, 8, 0.2), "a peer that reads nothing was not closed"
+    wait_until(lambda: open_conns(c) <= 1, 8, "a peer that reads nothing was not closed", 0.2)
     took = time.monotonic() - t0
     assert 0.9 <= took < 8, took
     conns[0].close()
@@ -159,7 +150,7 @@ def test_probes_answer_at_the_connection_cap(controller):
     try:
         for _ in range(4096):
             held.append(socket.create_connection(("127.0.0.1", c.port)))
-        assert wait_for(lambda: open_conns(c) >= 4096, 10)
+        wait_until(lambda: open_conns(c) >= 4096, 10, "4,096 connections accepted")
         times = []
         for i in range(40):
             status, ms = probe_ms(c, "/healthz" if i % 2 == 0 else "/readyz")
