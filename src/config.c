@@ -323,13 +323,16 @@ static void apply_file(struct merged *m, const struct config_file *f, struct con
     }
 }
 
+/* A variable's value, or NULL when it is unset or empty: as in the Go
+ * controller, whose own Dockerfile sets HIGHLANDER_ID= and others empty,
+ * an empty variable overrides nothing. */
 static const char *env_get(char **envp, const char *name)
 {
     size_t n = strlen(name);
 
     for (; envp && *envp; envp++)
         if (strncmp(*envp, name, n) == 0 && (*envp)[n] == '=')
-            return *envp + n + 1;
+            return (*envp)[n + 1] ? *envp + n + 1 : NULL;
     return NULL;
 }
 
@@ -580,6 +583,9 @@ static void convert(struct merged *m, struct config *c, struct config_errors *er
             c->storage_type = STORAGE_DB;
         else if (strcmp(v->text, "lease") == 0)
             c->storage_type = STORAGE_LEASE;
+        else if (strcmp(v->text, "spanner") == 0)
+            config_errors_add(errs, "%s: \"spanner\" (Cloud Spanner) is not supported by this build; use redis, db "
+                              "or lease", v->origin);
         else
             config_errors_add(errs, "%s: \"%s\" is not one of redis, db, lease", v->origin, v->text);
     }

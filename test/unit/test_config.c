@@ -389,7 +389,7 @@ static void test_validation_reports_everything(void **state)
     load(&r, args, NULL);
     assert_int_equal(r.rc, -1);
     assert_error(&r, "port: 70000 is out of range 1-65535");
-    assert_error(&r, "storageType: \"spanner\" is not one of redis, db, lease");
+    assert_error(&r, "storageType: \"spanner\" (Cloud Spanner) is not supported by this build");
     assert_error(&r, "namespace: \"Bad_NS\" is not a valid namespace");
     assert_error(&r, "workloadHandover: \"sometimes\" is not one of auto, adopt, stop");
     assert_error(&r, "terminationGracePeriod: \"forever\" is not a duration");
@@ -419,6 +419,46 @@ static void test_validation_reports_everything(void **state)
     assert_error(&r, "workloads.persistentSets[0].persistentVolumes[1].name: name is required");
     assert_error(&r, "workloads.persistentSets[0].persistentVolumes[1].mountPath: must be an absolute path");
     assert_error(&r, "workloads.persistentSets[0].persistentVolumes[1].size: \"huge\" is not a resource quantity");
+    done(&r);
+}
+
+/* Go treats an empty variable as unset; its Dockerfile sets several so. */
+static void test_empty_env_is_unset(void **state)
+{
+    struct result r;
+    const char *path = write_yaml("empty-env.yaml", full_yaml);
+    const char *env[] = {"HIGHLANDER_ID=", "HIGHLANDER_REDIS_PASSWORD=", "HIGHLANDER_DATABASE_URL=",
+                         "HIGHLANDER_KUBECONFIG=", "HIGHLANDER_TENANT=", "HIGHLANDER_PORT=", "HIGHLANDER_NAMESPACE=",
+                         "HIGHLANDER_CLUSTER_NAME=", "HIGHLANDER_REDIS_ADDR=", "HIGHLANDER_REDIS_DB=",
+                         "HIGHLANDER_STORAGE_TYPE=", "HIGHLANDER_CONFIG=", NULL};
+    const char *args[] = {"--config", path, NULL};
+    (void)state;
+
+    load(&r, args, env);
+    assert_int_equal(r.rc, 0);
+    assert_string_equal(r.cfg->id, "file-id");
+    assert_string_equal(r.cfg->redis_password, "filepw");
+    assert_string_equal(r.cfg->database_url, "postgres://user:dbpw@db:5432/x");
+    assert_string_equal(r.cfg->kubeconfig, "/k/config");
+    assert_string_equal(r.cfg->tenant, "t1");
+    assert_int_equal(r.cfg->port, 9000);
+    assert_string_equal(r.cfg->namespace, "ns1");
+    assert_string_equal(r.cfg->cluster_name, "c1");
+    assert_string_equal(r.cfg->redis_addr, "redis.example:6380");
+    assert_int_equal(r.cfg->redis_db, 3);
+    assert_int_equal(r.cfg->storage_type, STORAGE_REDIS);
+    done(&r);
+}
+
+static void test_spanner_refused(void **state)
+{
+    struct result r;
+    const char *env[] = {"HIGHLANDER_STORAGE_TYPE=spanner", NULL};
+    (void)state;
+
+    load(&r, NULL, env);
+    assert_int_not_equal(r.rc, 0);
+    assert_error(&r, "HIGHLANDER_STORAGE_TYPE: \"spanner\" (Cloud Spanner) is not supported by this build");
     done(&r);
 }
 
@@ -721,6 +761,8 @@ int main(void)
         cmocka_unit_test(test_redis_url),
         cmocka_unit_test(test_validation_reports_everything),
         cmocka_unit_test(test_env_values_checked),
+        cmocka_unit_test(test_empty_env_is_unset),
+        cmocka_unit_test(test_spanner_refused),
         cmocka_unit_test(test_crd_namespaces),
         cmocka_unit_test(test_decode_errors),
         cmocka_unit_test(test_deep_nesting),
