@@ -114,7 +114,12 @@ const char *const config_usage =
     "  --kube-qps N, --kube-burst N  Kubernetes client rate limit (default: 20, 30)\n"
     "  --crd-namespaces NS,...    watch custom resources only there (default: all namespaces)\n"
     "  --fencing[=BOOL]           raise the per-tenant fence object before writing (default: true)\n"
-    "  --check-config             validate, print the effective config (secrets masked), exit 0 or 2\n"
+    "  --http-max-output-bytes N  unsent answers per connection (default: 1048576)\n"
+    "  --http-max-bodies-bytes N  request bodies over all connections (default: 16777216)\n"
+    "  --http-write-timeout D     close a connection whose answers make no progress (default: 10s)\n"
+    "  --check-config             validate, print the effective config (secrets masked), exit 0 or 2;\n"
+    "                             unknown keys of the file are listed on stderr\n"
+    "  --strict-config            refuse unknown keys of the file instead of ignoring them\n"
     "  --version                  print the version and exit\n"
     "  --help                     print this help and exit\n";
 
@@ -362,6 +367,7 @@ static const char *flag_origin(int s)
 struct cli {
     const char *config_path;
     enum config_action action;
+    int strict;                 /* --strict-config: unknown keys are errors */
     struct merged flags;
 };
 
@@ -391,6 +397,12 @@ static int parse_args(int argc, char **argv, struct cli *cli, struct config_erro
             /* --help wins over --version, which wins over --check-config. */
             if (a > cli->action)
                 cli->action = a;
+            continue;
+        }
+        if (IS("strict-config")) {
+            if (val != NULL)
+                config_errors_add(errs, "--strict-config: takes no value");
+            cli->strict = 1;
             continue;
         }
         if (IS("config")) {
@@ -718,7 +730,7 @@ int config_load(int argc, char **argv, char **envp, enum config_action *action,
     }
     if (path != NULL) {
         data = read_file(path, &len, errs);
-        if (data != NULL && config_file_parse(data, len, path, &c->file, errs) == 0)
+        if (data != NULL && config_file_parse(data, len, path, &c->file, errs, cli.strict ? NULL : &c->warnings) == 0)
             apply_file(&m, c->file, errs);
         free(data);
         c->config_path = path;
@@ -754,6 +766,7 @@ void config_free(struct config *c)
 {
     if (c == NULL)
         return;
+    config_errors_free(&c->warnings);
     free(c->config_path);
     free(c->id);
     free(c->tenant);

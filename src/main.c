@@ -102,6 +102,10 @@ int main(int argc, char **argv)
         return 0;
     }
     if (action == CONFIG_CHECK) {
+        for (unsigned i = 0; i < cfg->warnings.count; i++)
+            fprintf(stderr, "highlander: warning: %s\n", cfg->warnings.items[i]);
+    }
+    if (action == CONFIG_CHECK) {
         char *dump = config_dump(cfg);
         printf("%s\n", dump);
         free(dump);
@@ -112,6 +116,8 @@ int main(int argc, char **argv)
     log_level_parse(cfg->log_level, &level);
     log_format_parse(cfg->log_format, &format);
     log_setup(level, format);
+    for (unsigned i = 0; i < cfg->warnings.count; i++)
+        log_warn("config", "%s", cfg->warnings.items[i]);
     log_info("main", "highlander %s starting: id=%s tenant=%s storage=%s config=%s", HIGHLANDER_VERSION, cfg->id,
              cfg->tenant, storage_type_name(cfg->storage_type), cfg->config_path ? cfg->config_path : "(none)");
     raise_fd_limit(cfg->http_max_connections);

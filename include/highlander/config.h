@@ -205,8 +205,14 @@ enum storage_type { STORAGE_REDIS = 0, STORAGE_DB, STORAGE_LEASE };
 enum handover_mode { HANDOVER_AUTO = 0, HANDOVER_ADOPT, HANDOVER_STOP };
 
 /* The effective configuration after all sources are merged and checked. */
+struct config_errors {
+    char **items;
+    unsigned count;
+};
+
 struct config {
     char *config_path;          /* file used, or NULL */
+    struct config_errors warnings; /* unknown keys of the file, ignored */
     char *id;
     char *tenant;
     char *namespace;
@@ -248,10 +254,6 @@ struct config {
 };
 
 /* Problems found while loading, each as "path: message". */
-struct config_errors {
-    char **items;
-    unsigned count;
-};
 
 void config_errors_add(struct config_errors *e, const char *fmt, ...) HL_PRINTF(2, 3);
 void config_errors_free(struct config_errors *e);
@@ -269,9 +271,12 @@ enum config_action { CONFIG_RUN = 0, CONFIG_CHECK, CONFIG_VERSION, CONFIG_HELP }
 int config_load(int argc, char **argv, char **envp, enum config_action *action,
                 struct config **out, struct config_errors *errs) HL_MUST_CHECK;
 
-/* Decodes one YAML document (from a file or memory) into *out. */
+/* Decodes one YAML document (from a file or memory) into *out.  Keys the
+ * schema does not know go to warns, with their path and line, and are
+ * ignored (as the Go controller does); with warns NULL they are errors
+ * (--strict-config). */
 int config_file_parse(const char *data, size_t len, const char *source,
-                      struct config_file **out, struct config_errors *errs);
+                      struct config_file **out, struct config_errors *errs, struct config_errors *warns);
 void config_file_free(struct config_file *f);
 
 /* Validates the workloads and settings of a merged configuration. */

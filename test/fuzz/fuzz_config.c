@@ -9,12 +9,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-    struct config_errors errs = {0};
+    struct config_errors errs = {0}, warns = {0};
     struct config_file *f = NULL;
 
     if (size > 65536)
         return 0;
-    if (config_file_parse((const char *)data, size, "fuzz.yaml", &f, &errs) == 0 && f->workloads) {
+    if (config_file_parse((const char *)data, size, "fuzz.yaml", &f, &errs, (size & 1) ? &warns : NULL) == 0 && f->workloads) {
         struct workload_lists *w = f->workloads;
         char p[64];
         for (unsigned i = 0; i < w->processes_count; i++) {
@@ -30,5 +30,6 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     }
     config_file_free(f);
     config_errors_free(&errs);
+    config_errors_free(&warns);
     return 0;
 }

@@ -537,11 +537,28 @@ static void test_decode_errors(void **state)
         done(&r);
     }
     {
-        const char *args[] = {"--config", write_yaml("t2.yaml", "workloads:\n  processes:\n    - name: a\n"
-                                                                  "      imagee: x\n"), NULL};
+        /* Unknown keys are ignored with a warning naming each and its line
+         * (as Go ignores them); --strict-config refuses them. */
+        const char *path = write_yaml("t2.yaml", "workloads:\n  processes:\n    - name: a\n      image: x\n"
+                                                 "      command: [sleep, \"1\"]\n      imagee: x\n      labels: {free: form}\nbogus: 1\n"
+                                                 "redis:\n  addr: \"h:1\"\n  extra: {a: 1}\n");
+        const char *args[] = {"--config", path, NULL};
+        const char *strict[] = {"--config", path, "--strict-config", NULL};
+        static const char *const want[] = {"workloads.processes[0].imagee: unknown key, ignored (", "line 6)",
+                                           "bogus: unknown key, ignored (", "line 8)",
+                                           "redis.extra: unknown key, ignored (", "line 11)"};
         load(&r, args, NULL);
+        assert_int_equal(r.rc, 0);
+        assert_int_equal(r.cfg->warnings.count, 3);
+        for (unsigned i = 0; i < 3; i++) {
+            assert_non_null(strstr(r.cfg->warnings.items[i], want[2 * i]));
+            assert_non_null(strstr(r.cfg->warnings.items[i], want[2 * i + 1]));
+        }
+        assert_string_equal(r.cfg->redis_addr, "h:1");
+        done(&r);
+        load(&r, strict, NULL);
         assert_int_equal(r.rc, -1);
-        assert_error(&r, "workloads.processes[0].imagee: unknown key");
+        assert_error(&r, "unknown key");
         done(&r);
     }
     {
@@ -591,9 +608,19 @@ static void test_deep_nesting(void **state)
     for (int i = 0; i < 200; i++)
         buf_puts(&y, "}]");
     buf_puts(&y, "\nport: 81\n");
-    assert_int_equal(config_file_parse(y.data, y.len, "deep", &f, &errs), 0);
+    assert_int_equal(config_file_parse(y.data, y.len, "deep", &f, &errs, NULL), 0);
     assert_int_equal(*f->port, 81);
     config_file_free(f);
+    /* The unknown-key pass walks it too, deeper than its stack. */
+    {
+        struct config_errors warns = {0};
+        f = NULL;
+        assert_int_equal(config_file_parse(y.data, y.len, "deep", &f, &errs, &warns), 0);
+        assert_int_equal(*f->port, 81);
+        assert_int_equal(warns.count, 0);
+        config_file_free(f);
+        config_errors_free(&warns);
+    }
     config_errors_free(&errs);
     buf_free(&y);
 }
