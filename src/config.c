@@ -583,8 +583,9 @@ static void convert(struct merged *m, struct config *c, struct config_errors *er
     c->id = take(m, S_ID);
     c->tenant = take(m, S_TENANT);
     c->namespace = take(m, S_NAMESPACE);
-    if (parse_int(&m->v[S_PORT], 1, 65535, &n, errs) == 0)
-        c->port = (int)n;
+    /* 0 is the Go controller's "not set": its default port. */
+    if (parse_int(&m->v[S_PORT], 0, 65535, &n, errs) == 0)
+        c->port = n ? (int)n : 8080;
     parse_bool(&m->v[S_REMAINS_FOLLOWER], &c->remains_follower, errs);
     parse_bool(&m->v[S_FENCING], &c->fencing, errs);
     {

@@ -176,6 +176,11 @@ int config_is_cron_schedule(const char *s)
     for (size_t i = 0; i < ARRAY_SIZE(macros); i++)
         if (strcmp(s, macros[i]) == 0)
             return 1;
+    /* "@every 5m": what the API server's cron parser accepts too. */
+    if (strncmp(s, "@every ", 7) == 0) {
+        int64_t ms;
+        return duration_parse(s + 7, &ms) == 0 && ms > 0;
+    }
     copy = xstrdup(s);
     for (tok = strtok_r(copy, " \t", &save); tok && n < 6; tok = strtok_r(NULL, " \t", &save))
         fields[n++] = tok;

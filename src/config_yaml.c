@@ -197,14 +197,15 @@ static const cyaml_schema_value_t persistent_schema = {
     CYAML_VALUE_MAPPING(CYAML_FLAG_DEFAULT, struct workload_spec, persistent_fields),
 };
 
+/* "workloads:" and "processes:" with no value (null) are empty, as in Go. */
 static const cyaml_schema_field_t workloads_fields[] = {
-    CYAML_FIELD_SEQUENCE("processes", CYAML_FLAG_POINTER | CYAML_FLAG_OPTIONAL, struct workload_lists,
+    CYAML_FIELD_SEQUENCE("processes", CYAML_FLAG_POINTER_NULL_STR | CYAML_FLAG_OPTIONAL, struct workload_lists,
                          processes, &process_schema, 0, CYAML_UNLIMITED),
-    CYAML_FIELD_SEQUENCE("cronJobs", CYAML_FLAG_POINTER | CYAML_FLAG_OPTIONAL, struct workload_lists,
+    CYAML_FIELD_SEQUENCE("cronJobs", CYAML_FLAG_POINTER_NULL_STR | CYAML_FLAG_OPTIONAL, struct workload_lists,
                          cron_jobs, &cronjob_schema, 0, CYAML_UNLIMITED),
-    CYAML_FIELD_SEQUENCE("services", CYAML_FLAG_POINTER | CYAML_FLAG_OPTIONAL, struct workload_lists,
+    CYAML_FIELD_SEQUENCE("services", CYAML_FLAG_POINTER_NULL_STR | CYAML_FLAG_OPTIONAL, struct workload_lists,
                          services, &service_schema, 0, CYAML_UNLIMITED),
-    CYAML_FIELD_SEQUENCE("persistentSets", CYAML_FLAG_POINTER | CYAML_FLAG_OPTIONAL,
+    CYAML_FIELD_SEQUENCE("persistentSets", CYAML_FLAG_POINTER_NULL_STR | CYAML_FLAG_OPTIONAL,
                          struct workload_lists, persistent_sets, &persistent_schema, 0, CYAML_UNLIMITED),
     CYAML_FIELD_END,
 };
@@ -270,7 +271,7 @@ static const cyaml_schema_field_t top_fields[] = {
     CYAML_FIELD_MAPPING_PTR("fencing", CYAML_FLAG_OPTIONAL, struct config_file, fencing, fencing_fields),
     CYAML_FIELD_SEQUENCE("crdNamespaces", CYAML_FLAG_POINTER | CYAML_FLAG_OPTIONAL, struct config_file,
                          crd_namespaces, &string_ptr_schema, 0, CYAML_UNLIMITED),
-    CYAML_FIELD_MAPPING_PTR("workloads", CYAML_FLAG_OPTIONAL, struct config_file, workloads,
+    CYAML_FIELD_MAPPING_PTR("workloads", CYAML_FLAG_OPTIONAL | CYAML_FLAG_POINTER_NULL_STR, struct config_file, workloads,
                             workloads_fields),
     /* The Go controller's Spanner backend: accepted so its files load, not
      * supported (storageType spanner is rejected by validation). */

@@ -68,10 +68,9 @@ static void validate(const struct workload_spec *w, int is_ref, const char *pref
             config_errors_add(errs, "%s.persistentVolumes[%u].name: name is required", prefix, i);
         else if (!config_is_dns1123_label(v->name))
             config_errors_add(errs, "%s.persistentVolumes[%u].name: \"%s\" is not a valid name", prefix, i, v->name);
+        /* A relative mountPath is the API server's to accept (it does), as Go lets it through. */
         if (v->mount_path == NULL || *v->mount_path == '\0')
             config_errors_add(errs, "%s.persistentVolumes[%u].mountPath: mountPath is required", prefix, i);
-        else if (v->mount_path[0] != '/')
-            config_errors_add(errs, "%s.persistentVolumes[%u].mountPath: must be an absolute path", prefix, i);
         if (v->size == NULL || *v->size == '\0')
             config_errors_add(errs, "%s.persistentVolumes[%u].size: size is required", prefix, i);
         else if (!config_parse_quantity(v->size))

@@ -46,9 +46,8 @@ static const char *const fields[] = {"maxRestarts", "gracePeriod", NULL};
 static void validate(const struct workload_spec *w, int is_ref, const char *prefix, struct config_errors *errs)
 {
     (void)is_ref;
-    if (w->name && strlen(w->name) > 59 && config_is_dns1123_label(w->name))
-        config_errors_add(errs, "%s.name: \"%s\" is too long (the pod is named <name>-pod, at most 63)", prefix,
-                          w->name);
+    /* <name>-pod may be longer than 63: a pod name is a DNS subdomain
+     * (253), as the API server (and the Go controller) accept. */
     if (w->max_restarts && *w->max_restarts < 0)
         config_errors_add(errs, "%s.maxRestarts: must not be negative", prefix);
 }

@@ -45,7 +45,7 @@ def test_check_config_masks_secrets():
 
 
 BAD = """
-port: 0
+port: 70000
 storageType: redis
 workloads:
   processes:
@@ -76,7 +76,7 @@ workloads:
 def test_bad_config_names_every_field():
     rc, out, err = run(["--check-config"], config=BAD)
     assert rc == 2
-    for needle in ("port: 0 is out of range 1-65535",
+    for needle in ("port: 70000 is out of range 0-65535",
                    "workloads.processes[1].image: image is required",
                    "workloads.cronJobs[0].schedule: \"every minute\" is not a cron schedule",
                    "workloads.services[0].replicas: replicas must be at least 1",
