@@ -92,6 +92,10 @@ struct workload_mgr {
     struct app *app;
     struct metric *m_status, *m_ops, *m_errors, *m_startup, *m_shutdown, *m_kind_status[WORKLOAD_TYPE_COUNT];
     struct metric *m_retry, *m_retry_ok;
+    /* The installed CRD of a kind has no status subresource (a Go
+     * replica rewrites the CRDs so at its start): status writes of that
+     * kind pause until this time, then one tries again. */
+    uint64_t no_status_until_ms[WORKLOAD_TYPE_COUNT];
 };
 
 /* ---- workload.c -------------------------------------------------------------- */

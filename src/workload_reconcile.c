@@ -32,11 +32,29 @@ static void send_status(struct workload_mgr *m, struct workload *w, char *text);
 static void status_written(void *arg, const struct kube_response *res)
 {
     struct status_write *sw = arg;
-    struct workload *w = sw->m->stopping || sw->w->removed ? NULL : sw->w;
+    struct workload_mgr *m = sw->m;
+    struct workload *w = m->stopping || sw->w->removed ? NULL : sw->w;
     int failed = res->status < 200 || res->status >= 300;
+    enum workload_type t = sw->w->type;
 
-    if (failed)
+    if (w != NULL && res->status == 404 && w->cr != NULL) {
+        /* The resource is there (we hold it) but its status is not:
+         * the installed CRD lacks the status subresource.  Said once;
+         * reconciling goes on, status writes of the kind pause. */
+        if (m->no_status_until_ms[t] == 0)
+            log_warn("workloads",
+                     "the installed CRD %s.highlander.plexobject.io has no status subresource (a Go K8 Highlander "
+                     "replica rewrites the CRDs so when it starts): status is not written, reconciling goes on; "
+                     "apply manifests/crds.yaml again once no Go replica runs",
+                     workload_kind_of(t)->cr_plural);
+        m->no_status_until_ms[t] = time_mono_ms() + 60000;
+    } else if (failed) {
         log_warn("workloads", "%s: status update failed: %s", sw->w->key, res->err.message);
+    } else if (m->no_status_until_ms[t]) {
+        log_info("workloads", "the CRD %s.highlander.plexobject.io has its status subresource again: status is written",
+                 workload_kind_of(t)->cr_plural);
+        m->no_status_until_ms[t] = 0;
+    }
     if (w != NULL) {
         w->status_inflight = 0;
         if (failed) {
@@ -135,6 +153,10 @@ void wm_report(struct workload_mgr *m, struct workload *w)
     text = json_dumps(status, JSON_COMPACT | JSON_SORT_KEYS);
     /* Write only on change (the transition time is part of it). */
     latest = w->status_pending ? w->status_pending : w->status_written;
+    if (text && m->no_status_until_ms[w->type] > time_mono_ms()) {
+        free(text); /* no status subresource: tried again later */
+        text = NULL;
+    }
     if (text && (latest == NULL || strcmp(text, latest) != 0)) {
         if (w->status_inflight) {
             free(w->status_pending);

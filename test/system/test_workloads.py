@@ -442,3 +442,32 @@ spec: {image: busybox, script: {commands: ["sleep 100"]}}
         for ns in (ns_in, ns_out):
             kube.kubectl("-n", ns, "delete", "workloadprocess", "only", "--wait=false", check=False)
     cl.check()
+
+
+def test_crd_without_status_subresource(setup):
+    """What a Go replica does at its start: it rewrites the CRDs without
+    the status subresource.  Reconciling goes on, one clear warning says
+    why no status is written, and nothing is reapplied by us."""
+    import os
+    kube, ns, cl = setup
+    leader = cl.wait_one_leader(timeout=15)
+    crd = "workloadprocesses.highlander.plexobject.io"
+    kube.kubectl("patch", "crd", crd, "--type=json", "-p", '[{"op":"remove","path":"/spec/versions/0/subresources"}]')
+    try:
+        kube.kubectl("apply", "-f", "-", input=("apiVersion: highlander.plexobject.io/v1\nkind: WorkloadProcess\n"
+                                               "metadata: {name: nostatus, namespace: %s}\n"
+                                               "spec: {image: busybox, script: {commands: [\"sleep 100\"]}}\n"
+                                               % ns).encode())
+        wait(lambda: get(kube, ns, "pod", "nostatus-pod")["status"].get("phase") == "Running", 60, "the pod runs")
+        wait(lambda: workloads(leader, ns).get("nostatus", {}).get("healthy"), 30, "healthy in the API")
+        wait(lambda: "has no status subresource" in leader.log(), 30, "the warning")
+        time.sleep(2.0)
+        log = leader.log()
+        assert log.count("has no status subresource") == 1, log[-4000:]
+        assert "workloadprocesses.highlander.plexobject.io has no status subresource" in log
+        assert "nostatus: status update failed" not in log
+        # We did not put the subresource back ourselves.
+        assert "subresources" not in kube.kubectl("get", "crd", crd, "-o", "jsonpath={.spec.versions[0]}")
+    finally:
+        kube.kubectl("apply", "-f", os.path.join(os.path.dirname(__file__), "../../manifests/crds.yaml"))
+        kube.kubectl("wait", "--for=condition=Established", "crd/" + crd, "--timeout=30s", check=False)
