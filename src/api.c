@@ -246,12 +246,18 @@ static void collect_state(struct metrics *m, void *ctx)
     static const char *const states[] = {"starting", "running", "stopping"};
     struct api *api = ctx;
     const char *cur = app_state(api->app);
+    int running = strcmp(cur, "running") == 0;
+    const char *normal[] = {"normal"}, *degraded[] = {"degraded"};
 
     (void)m;
     for (size_t i = 0; i < ARRAY_SIZE(states); i++) {
         const char *lv[] = {states[i]};
         metrics_set(api->controller_state, lv, strcmp(cur, states[i]) == 0 ? 1 : 0);
     }
+    /* The Go controller's two values: normal while the lease store
+     * answers, degraded while it does not. */
+    metrics_set(api->controller_state, normal, running && api->status->store_connected ? 1 : 0);
+    metrics_set(api->controller_state, degraded, running && !api->status->store_connected ? 1 : 0);
 }
 
 void api_init(struct api *api, struct app *app, struct status *status, struct metrics *metrics,

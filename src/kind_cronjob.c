@@ -71,6 +71,7 @@ const struct workload_kind kind_cronjob = {
     .cr_plural = "workloadcronjobs",
     .cr_kind = "WorkloadCronJob",
     .top_plural = "cronjobs",
+    .metric_type = "cronjob",
     .build = build,
     .health = health,
     .stopped = stopped,

@@ -100,6 +100,7 @@ const struct workload_kind kind_persistent = {
     .cr_plural = "workloadpersistents",
     .cr_kind = "WorkloadPersistent",
     .top_plural = "statefulsets",
+    .metric_type = "persistent",
     .build = build,
     .health = health,
     .stopped = obj_replicas_differ,

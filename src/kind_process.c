@@ -64,6 +64,7 @@ const struct workload_kind kind_process = {
     .cr_plural = "workloadprocesses",
     .cr_kind = "WorkloadProcess",
     .top_plural = "pods",
+    .metric_type = "process",
     .build = build,
     .health = health,
     .stopped = NULL,

@@ -55,6 +55,7 @@ const struct workload_kind kind_service = {
     .cr_plural = "workloadservices",
     .cr_kind = "WorkloadService",
     .top_plural = "deployments",
+    .metric_type = "service",
     .build = build,
     .health = health,
     .stopped = obj_replicas_differ,

@@ -137,7 +137,7 @@ void wm_enqueue(struct workload_mgr *m, struct workload *w, uint64_t delay_ms)
 
 void wm_retry_later(struct workload_mgr *m, struct workload *w)
 {
-    const char *lv[] = {workload_type_name(w->type), w->name};
+    const char *lv[] = {workload_kind_of(w->type)->metric_type, w->name};
 
     w->retry_ms = w->retry_ms ? w->retry_ms * 2 : RETRY_MIN_MS;
     if (w->retry_ms > RETRY_MAX_MS)
@@ -240,7 +240,7 @@ static void remove_workload(struct workload_mgr *m, struct workload *w)
     wq_remove(&m->queue, &w->qi);
     m->count--;
     {
-        const char *lv3[] = {workload_type_name(w->type), w->name, w->ns};
+        const char *lv3[] = {workload_kind_of(w->type)->metric_type, w->name, w->ns};
         const char *lv2[] = {w->name, w->ns};
         metrics_remove(m->m_status, lv3);
         metrics_remove(m->m_kind_status[w->type], lv2);

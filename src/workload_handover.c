@@ -56,10 +56,12 @@ static void drain_step(void *arg, const struct kube_response *res)
     }
     if (--one->pending == 0) {
         if (!one->failed) {
-            const char *lv[] = {workload_type_name(one->type), one->name};
+            const char *lv[] = {workload_kind_of(one->type)->metric_type, one->name};
             double secs = (double)(time_mono_ms() - one->start_ms) / 1000.0;
+            const char *op[] = {lv[0], one->name, "shutdown"};
             metrics_observe(one->d->m->m_shutdown, lv, secs);
-            log_info("workloads", "stopped %s %s in %.3f s", lv[0], one->name, secs);
+            metrics_add(one->d->m->m_ops, op, 1);
+            log_info("workloads", "stopped %s %s in %.3f s", workload_type_name(one->type), one->name, secs);
         }
         drain_finish(one->d);
         free(one);

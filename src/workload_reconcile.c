@@ -115,7 +115,7 @@ static void condition(json_t *arr, const char *type, int ok, const char *reason,
 
 void wm_report(struct workload_mgr *m, struct workload *w)
 {
-    const char *lv3[] = {workload_type_name(w->type), w->name, w->ns};
+    const char *lv3[] = {workload_kind_of(w->type)->metric_type, w->name, w->ns};
     const char *lv2[] = {w->name, w->ns};
     json_t *status, *conds;
     char *text, ts[40];
@@ -128,8 +128,10 @@ void wm_report(struct workload_mgr *m, struct workload *w)
     metrics_set(m->m_status, lv3, w->h.healthy ? 1 : 0);
     metrics_set(m->m_kind_status[w->type], lv2, w->h.healthy ? 1 : 0);
     if (w->h.healthy && !w->reported_start && w->started_at > 0) {
-        const char *lv[] = {workload_type_name(w->type), w->name};
+        const char *lv[] = {workload_kind_of(w->type)->metric_type, w->name};
+        const char *op[] = {lv[0], w->name, "startup"};
         metrics_observe(m->m_startup, lv, time_wall() - w->started_at);
+        metrics_add(m->m_ops, op, 1); /* as the Go controller counts a start */
         w->reported_start = 1;
     }
     if (w->cr == NULL || !wm_may_write(m))
@@ -196,7 +198,7 @@ static void reconcile_done(struct workload_mgr *m, struct workload *w, int ok)
         wm_retry_later(m, w);
     } else {
         if (w->retry_ms) {
-            const char *lv[] = {workload_type_name(w->type), w->name};
+            const char *lv[] = {workload_kind_of(w->type)->metric_type, w->name};
             metrics_add(m->m_retry_ok, lv, 1);
         }
         w->retry_ms = 0;
@@ -271,10 +273,10 @@ static void op_done(void *arg, const struct kube_response *res)
             lease_resign(m->lease, "the API server's fencing policy refused a write: our fencing token is stale");
     }
     if (w != NULL) {
-        const char *lv[] = {workload_type_name(w->type), w->name, what_done};
+        const char *lv[] = {workload_kind_of(w->type)->metric_type, w->name, what_done};
         metrics_add(m->m_ops, lv, 1);
         if (!ok) {
-            const char *ev[] = {workload_type_name(w->type), w->name, res->err.reason[0] ? res->err.reason : "error"};
+            const char *ev[] = {workload_kind_of(w->type)->metric_type, w->name, res->err.reason[0] ? res->err.reason : "error"};
             metrics_add(m->m_errors, ev, 1);
             if (!fence_is_rejection(res))
                 wl_set_error(w, "%s: %s", what_done, res->err.message);

@@ -20,6 +20,9 @@ struct workload_kind {
     const char *cr_plural;        /* the custom resource: "workloadprocesses" */
     const char *cr_kind;          /* "WorkloadProcess" */
     const char *top_plural;       /* the object that runs it: "pods" */
+    const char *metric_type;      /* the type label of the workload metrics, the Go
+                                   * controller's: "process", "cronjob", "service",
+                                   * "persistent" */
     /* Fills out[] with its objects, the top one first; returns how many
      * (at most MAX_DESIRED).  Leader values are added by workload_build. */
     int (*build)(const struct build_ctx *b, struct desired *out);

@@ -163,6 +163,12 @@ def test_config_workloads_become_healthy(setup):
         assert "# TYPE k8_highlander_%s " % name in text, name
     assert 'k8_highlander_workload_status{type="process",name="proc",namespace="%s"} 1' % ns in text
     assert 'k8_highlander_process_status{name="proc",namespace="%s"} 1' % ns in text
+    # The Go controller's label values, which its alerts and dashboards key on.
+    assert 'k8_highlander_workload_status{type="cronjob",name="tick",namespace="%s"} 1' % ns in text
+    assert 'k8_highlander_workload_status{type="persistent",name="store",namespace="%s"} 1' % ns in text
+    assert 'k8_highlander_workload_operations_total{type="process",name="proc",operation="startup"} 1' in text
+    assert 'k8_highlander_controller_state{state="normal"} 1' in text
+    assert 'k8_highlander_controller_state{state="degraded"} 0' in text
     cl.check()
 
 
