@@ -52,7 +52,8 @@ static json_t *status_json(struct api *api)
     int ready = app_ready(api->app, &reason);
     json_t *o = status_to_json(api->status, app_state(api->app), ready);
 
-    json_object_set_new(o, "workloadStatus", workload_mgr_summary_json(api->workloads));
+    json_object_set_new(o, "workloadStatus", workload_mgr_status_map_json(api->workloads));
+    json_object_set_new(o, "workloadSummary", workload_mgr_summary_json(api->workloads));
     return o;
 }
 

@@ -68,9 +68,16 @@ static json_t *time_or_null(double t)
     return json_string(buf);
 }
 
-static json_t *str_or_null(const char *s)
+/* /status keeps the Go controller's JSON types: a time it never set is
+ * Go's zero time, a string it never set is "". */
+static json_t *go_time(double t)
 {
-    return s ? json_string(s) : json_null();
+    return t > 0 ? time_or_null(t) : json_string("0001-01-01T00:00:00Z");
+}
+
+static json_t *go_str(const char *s)
+{
+    return json_string(s ? s : "");
 }
 
 json_t *status_history_json(const struct status *st)
@@ -91,22 +98,28 @@ json_t *status_history_json(const struct status *st)
 json_t *status_to_json(const struct status *st, const char *controller_state, int ready)
 {
     const struct config *c = st->cfg;
-    double uptime = (double)(time_mono_ms() - st->start_mono_ms) / 1000.0;
+    uint64_t uptime_ms = time_mono_ms() - st->start_mono_ms;
+    int running = strcmp(controller_state, "running") == 0;
     json_t *o = json_object();
+    char build[160];
 
     json_object_set_new(o, "isLeader", json_boolean(st->is_leader));
-    json_object_set_new(o, "leaderSince", st->is_leader ? time_or_null(st->leader_since) : json_null());
-    json_object_set_new(o, "lastLeaderTransition", time_or_null(st->last_transition));
-    json_object_set_new(o, "uptime", json_real(uptime));
+    json_object_set_new(o, "leaderSince", st->is_leader ? go_time(st->leader_since) : go_time(0));
+    json_object_set_new(o, "lastLeaderTransition", go_time(st->last_transition));
+    /* Go's time.Duration: nanoseconds. */
+    json_object_set_new(o, "uptime", json_integer((json_int_t)uptime_ms * 1000000));
     json_object_set_new(o, "leaderID", json_string(c->id));
-    json_object_set_new(o, "currentLeader", str_or_null(st->current_leader));
-    json_object_set_new(o, "lastLeader", str_or_null(st->last_leader));
+    json_object_set_new(o, "currentLeader", go_str(st->current_leader));
+    json_object_set_new(o, "lastLeader", go_str(st->last_leader));
     json_object_set_new(o, "clusterName", json_string(c->cluster_name));
-    json_object_set_new(o, "clusterHealth", json_string(st->store_connected ? "healthy" : "unknown"));
+    json_object_set_new(o, "clusterHealth", json_boolean(st->store_connected));
     json_object_set_new(o, "tenant", json_string(c->tenant));
     json_object_set_new(o, "dbConnected", json_boolean(st->store_connected));
+    json_object_set_new(o, "dbFailureCount", json_integer((json_int_t)st->store_failures));
     json_object_set_new(o, "storageType", json_string(storage_type_name(c->storage_type)));
-    json_object_set_new(o, "controllerState", json_string(controller_state));
+    /* Go's two states; the lifecycle (starting, running, stopping) is "state". */
+    json_object_set_new(o, "controllerState", json_string(running && st->store_connected ? "Normal" : "Degraded"));
+    json_object_set_new(o, "state", json_string(controller_state));
     json_object_set_new(o, "fencingToken", json_integer((json_int_t)st->fencing_token));
     json_object_set_new(o, "fencingRejections", json_integer((json_int_t)st->fencing_rejections));
     json_object_set_new(o, "fence", st->fence_object
@@ -116,11 +129,13 @@ json_t *status_to_json(const struct status *st, const char *controller_state, in
                                         : json_null());
     json_object_set_new(o, "readyForTraffic", json_boolean(ready));
     json_object_set_new(o, "version", json_string(HIGHLANDER_VERSION));
-    json_object_set_new(o, "buildInfo", json_pack("{s:s, s:s, s:s}", "version", HIGHLANDER_VERSION, "gitCommit",
-                                                  HIGHLANDER_GIT_REV, "buildDate", __DATE__));
+    snprintf(build, sizeof(build), "%s (git %s, built %s)", HIGHLANDER_VERSION, HIGHLANDER_GIT_REV, __DATE__);
+    json_object_set_new(o, "buildInfo", json_string(build));
+    json_object_set_new(o, "build", json_pack("{s:s, s:s, s:s}", "version", HIGHLANDER_VERSION, "gitCommit",
+                                              HIGHLANDER_GIT_REV, "buildDate", __DATE__));
     json_object_set_new(o, "failoverCount", json_integer((json_int_t)st->failover_count));
     json_object_set_new(o, "leadershipTransitions", json_integer((json_int_t)st->transitions));
-    json_object_set_new(o, "lastLeadershipChangeReason", str_or_null(st->last_change_reason));
+    json_object_set_new(o, "lastLeadershipChangeReason", go_str(st->last_change_reason));
     json_object_set_new(o, "remainsFollower", json_boolean(c->remains_follower));
     return o;
 }

@@ -741,6 +741,24 @@ json_t *workload_mgr_pods_json(struct workload_mgr *m)
     return a;
 }
 
+json_t *workload_mgr_status_map_json(struct workload_mgr *m)
+{
+    json_t *o = json_object();
+
+    for (struct workload *w = m ? m->list : NULL; w; w = w->next) {
+        const char *t = workload_kind_of(w->type)->metric_type;
+        json_t *byname = json_object_get(o, t);
+        if (byname == NULL) {
+            byname = json_object();
+            json_object_set_new(o, t, byname);
+        }
+        json_object_set_new(byname, w->name,
+                            json_pack("{s:b, s:b, s:s}", "active", w->h.active, "healthy", w->h.healthy, "namespace",
+                                      w->ns));
+    }
+    return o;
+}
+
 json_t *workload_mgr_summary_json(struct workload_mgr *m)
 {
     unsigned total = 0, healthy = 0;

@@ -28,5 +28,7 @@ json_t *workload_mgr_get_json(struct workload_mgr *w, const char *name, const ch
 json_t *workload_mgr_names_json(struct workload_mgr *w);
 json_t *workload_mgr_pods_json(struct workload_mgr *w);
 json_t *workload_mgr_summary_json(struct workload_mgr *w);
+/* The Go controller's workloadStatus: {type: {name: {active, healthy, namespace}}}. */
+json_t *workload_mgr_status_map_json(struct workload_mgr *w);
 
 #endif

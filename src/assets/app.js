@@ -37,7 +37,7 @@ function text(v) {
 }
 
 function when(iso) {
-  if (!iso) return "—";
+  if (!iso || iso.startsWith("0001-")) return "—";   // Go's zero time: never
   const d = new Date(iso);
   return isNaN(d) ? String(iso) : d.toLocaleString();
 }
@@ -91,19 +91,19 @@ function renderStatus(s, store) {
   fillList($("leadership"), [
     ["Role", s.isLeader ? "leader" : "follower"],
     ["This replica", s.leaderID],
-    ["Current leader", s.currentLeader],
-    ["Last leader", s.lastLeader],
+    ["Current leader", s.currentLeader || "—"],
+    ["Last leader", s.lastLeader || "—"],
     ["Leader since", s.isLeader ? when(s.leaderSince) : "—"],
     ["Fencing token", s.fencingToken],
     ["Transitions", s.leadershipTransitions],
     ["Failovers", s.failoverCount],
-    ["Last change", s.lastLeadershipChangeReason],
+    ["Last change", s.lastLeadershipChangeReason || "—"],
     ["Last transition", when(s.lastLeaderTransition)],
-    ["Controller state", s.controllerState],
+    ["Controller state", s.state + " (" + s.controllerState + ")"],
   ]);
   fillList($("cluster"), [
     ["Name", s.clusterName],
-    ["Health", s.clusterHealth],
+    ["Health", s.clusterHealth ? "healthy" : "store unreachable"],
     ["Ready for traffic", yesNo(s.readyForTraffic)],
     ["Uptime", el("span", {class: "uptime", "data-since": s.startTime},
                   duration((Date.now() - Date.parse(s.startTime)) / 1000))],
@@ -168,7 +168,7 @@ function tick() {
 
 function render(d) {
   renderStatus(d.status, d.store);
-  renderWorkloads(d.workloads, d.status.workloadStatus);
+  renderWorkloads(d.workloads, d.status.workloadSummary);
   renderPods(d.pods);
   renderTimeline(d.history);
 }

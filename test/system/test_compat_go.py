@@ -4,7 +4,10 @@ repository.  Skipped, saying why, when ../shared/peer is absent.
 
 config acceptance: every config the Go binary accepts among its own
 samples (config/*.yaml, the YAML blocks of its README and docs), this
-binary accepts too (--check-config exits 0)."""
+binary accepts too (--check-config exits 0).
+
+JSON types: every key the Go binary returns on /status and /api/status is
+in ours with the same JSON type (ours may add keys)."""
 import glob
 import json
 import os
@@ -17,7 +20,8 @@ import time
 
 import pytest
 
-from conftest import BIN, ROOT
+from conftest import BIN, ROOT, wait_until
+from lease_helpers import RedisStore
 
 pytestmark = pytest.mark.cluster
 
@@ -116,3 +120,67 @@ def test_every_config_go_accepts_we_accept(go_peer, kube):
     print("Go accepts %d of %d sample configs" % (go_ok, len(configs)))
     assert go_ok >= 5, "the Go binary accepted too few samples to compare (%d)" % go_ok
     assert not refused, "configs the Go binary accepts and we refuse:\n" + "\n".join(refused)
+
+
+def json_type(v):
+    return {bool: "bool", int: "number", float: "number", str: "string", list: "array", dict: "object",
+            type(None): "null"}[type(v)]
+
+
+def type_mismatches(go, ours, path=""):
+    """Keys of go missing in ours or of another JSON type (recursing into
+    objects whose keys are names, not data, i.e. not workloadStatus)."""
+    out = []
+    for k, v in go.items():
+        p = path + "." + k if path else k
+        if k not in ours:
+            out.append("%s: missing" % p)
+        elif json_type(v) != json_type(ours[k]):
+            out.append("%s: %s in Go, %s here" % (p, json_type(v), json_type(ours[k])))
+        elif isinstance(v, dict) and k != "workloadStatus":
+            out += type_mismatches(v, ours[k], p)
+    return out
+
+
+def start_go(go_peer, kube, tmp, store, port):
+    kc = os.path.join(tmp, "kubeconfig")
+    kubeconfig_named(kube, "default", kc)
+    env = {"PATH": os.environ["PATH"], "HOME": tmp, "HIGHLANDER_PORT": str(port), "HIGHLANDER_KUBECONFIG": kc,
+           "HIGHLANDER_ID": "go-peer", "HIGHLANDER_TENANT": "compat-json", "HIGHLANDER_NAMESPACE": "default"}
+    env.update(store.env())
+    log = open(os.path.join(tmp, "go.log"), "wb")
+    return subprocess.Popen([go_peer], env=env, cwd=tmp, stdout=log, stderr=subprocess.STDOUT,
+                            start_new_session=True)
+
+
+def http_json(port, path):
+    import urllib.request
+    with urllib.request.urlopen("http://127.0.0.1:%d%s" % (port, path), timeout=5) as r:
+        return json.loads(r.read())
+
+
+def test_status_json_types_match_go(go_peer, kube, controller_factory, tmp_path):
+    store = RedisStore()
+    port = free_port()
+    go = start_go(go_peer, kube, str(tmp_path), store, port)
+    try:
+        def answered():
+            try:
+                return http_json(port, "/status")
+            except OSError:
+                return None
+        wait_until(answered, 30, lambda: open(os.path.join(str(tmp_path), "go.log")).read()[-3000:])
+        ours = controller_factory(env=dict(store.env(), HIGHLANDER_KUBECONFIG=kube.kubeconfig,
+                                           HIGHLANDER_TENANT="compat-json-c"))
+        wait_until(lambda: ours.get_json("/status")[1]["data"]["isLeader"], 20, "our leader")
+        problems = []
+        for path in ("/status", "/api/status"):
+            g = http_json(port, path)
+            o = ours.get_json(path)[1]
+            assert g["status"] == "success" and o["status"] == "success"
+            problems += ["%s %s" % (path, m) for m in type_mismatches(g["data"], o["data"])]
+        assert not problems, "JSON that differs from the Go binary's:\n" + "\n".join(problems)
+    finally:
+        os.killpg(go.pid, signal.SIGKILL)
+        go.wait()
+        store.stop()

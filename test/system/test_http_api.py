@@ -32,7 +32,16 @@ def test_status_shape(controller_factory):
         assert data["clusterName"] == "east"
         assert data["storageType"] == "redis"
         assert isinstance(data["fencingToken"], int)
-        assert data["uptime"] >= 0
+        # The Go controller's JSON types: a Duration in nanoseconds, a bool,
+        # a string, its two states, a map of workloads per type.
+        assert isinstance(data["uptime"], int) and data["uptime"] >= 0
+        assert isinstance(data["clusterHealth"], bool)
+        assert isinstance(data["buildInfo"], str) and data["build"]["version"]
+        assert data["controllerState"] in ("Normal", "Degraded") and data["state"] == "running"
+        assert isinstance(data["workloadStatus"], dict)
+        for key in ("currentLeader", "lastLeader", "lastLeadershipChangeReason", "leaderSince",
+                    "lastLeaderTransition"):
+            assert isinstance(data[key], str), key
 
 
 def test_debug_status(controller):

@@ -142,8 +142,12 @@ def test_config_workloads_become_healthy(setup):
     assert cj["spec"]["suspend"] is False and cj["spec"]["schedule"] == "*/5 * * * *"
     # The follower writes nothing and knows what the leader runs.
     follower = [c for c in cl.replicas if c is not leader][0]
-    st = leader.get_json("/status")[1]["data"]["workloadStatus"]
+    data = leader.get_json("/status")[1]["data"]
+    st = data["workloadSummary"]
     assert st["managed"] is True and st["healthy"] >= 4
+    # Go's shape: {type: {name: {active, namespace}}}.
+    assert data["workloadStatus"]["process"]["proc"]["active"] is True
+    assert data["workloadStatus"]["cronjob"]["tick"]["namespace"] == ns
     pods = leader.get_json("/api/pods")[1]["data"]
     assert {p["name"] for p in pods} >= {"proc-pod"}
     assert leader.get_json("/api/workload-names")[1]["data"]
