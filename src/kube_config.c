@@ -142,6 +142,17 @@ int kube_config_parse(const char *data, size_t len, const char *source, const ch
             }
         }
     }
+    if (ctx == NULL && context_name && *context_name && json_array_size(json_object_get(root, "contexts")) > 1) {
+        /* With several clusters to choose from, the current context may
+         * be another cluster than the one this replica is configured for:
+         * never guess (the Go controller refuses too). */
+        snprintf(err, errlen,
+                 "%s: cluster.name \"%s\" is no context and no cluster of its %zu contexts: refusing to guess "
+                 "(set cluster.name to one of them)",
+                 source, context_name, json_array_size(json_object_get(root, "contexts")));
+        json_decref(root);
+        return KUBE_CONFIG_AMBIGUOUS;
+    }
     if (ctx == NULL)
         ctx = find_named(json_object_get(root, "contexts"), current);
     if (ctx == NULL) {

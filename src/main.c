@@ -5,6 +5,7 @@
 #include "highlander/api.h"
 #include "highlander/app.h"
 #include "highlander/config.h"
+#include "highlander/kube.h"
 #include "highlander/lease.h"
 #include "highlander/log.h"
 #include "highlander/loopstat.h"
@@ -100,6 +101,21 @@ int main(int argc, char **argv)
     if (action == CONFIG_VERSION) {
         printf("highlander %s (%s)\n", HIGHLANDER_VERSION, HIGHLANDER_GIT_REV);
         return 0;
+    }
+    if (cfg->kubeconfig && *cfg->kubeconfig) {
+        /* A cluster.name the kubeconfig does not have, among several
+         * clusters, is fatal: guessing could manage the wrong cluster.
+         * (Read once here, before the loop; the modules read it again.) */
+        struct kube_config kc;
+        char err[512];
+        int krc = kube_config_load(cfg->kubeconfig, cfg->cluster_name, &kc, err, sizeof(err));
+        if (krc == KUBE_CONFIG_AMBIGUOUS) {
+            fprintf(stderr, "highlander: invalid configuration (1 problem):\n  %s\n", err);
+            config_free(cfg);
+            return 2;
+        }
+        if (krc == 0)
+            kube_config_free(&kc);
     }
     if (action == CONFIG_CHECK) {
         for (unsigned i = 0; i < cfg->warnings.count; i++)

@@ -39,9 +39,12 @@ struct kube_config {
 
 /*
  * Loads a kubeconfig: the context named by context_name if it exists, else
- * a context whose cluster is named context_name, else current-context.
- * Returns 0, or -1 with err filled ("path: what is wrong").
+ * a context whose cluster is named context_name, else (only when the file
+ * has a single context) current-context.  Returns 0, KUBE_CONFIG_AMBIGUOUS
+ * when context_name matches nothing among several contexts, or -1; err is
+ * filled ("path: what is wrong") on failure.
  */
+#define KUBE_CONFIG_AMBIGUOUS (-2)
 int kube_config_load(const char *path, const char *context_name, struct kube_config *out, char *err,
                      size_t errlen);
 /* Same, from a kubeconfig already in memory (tests, fuzzing). */

@@ -109,3 +109,32 @@ def test_bad_env_and_flags():
     assert rc == 2
     assert "--nope: unknown flag" in err
     assert "HIGHLANDER_PORT: \"eighty\" is not an integer" in err
+
+
+KUBECONFIG_TWO = """apiVersion: v1
+kind: Config
+current-context: east
+clusters:
+- {name: east, cluster: {server: "https://127.0.0.1:1"}}
+- {name: west, cluster: {server: "https://127.0.0.1:2"}}
+users:
+- {name: u, user: {token: t}}
+contexts:
+- {name: east, context: {cluster: east, user: u}}
+- {name: west, context: {cluster: west, user: u}}
+"""
+
+
+def test_cluster_name_not_in_a_multi_cluster_kubeconfig_is_fatal(tmp_path):
+    """Go fails fast; using the current context instead could manage
+    another cluster than the one configured."""
+    kc = tmp_path / "kubeconfig"
+    kc.write_text(KUBECONFIG_TWO)
+    rc, out, err = run(["--check-config"], env={"HIGHLANDER_KUBECONFIG": str(kc), "HIGHLANDER_CLUSTER_NAME": "north"})
+    assert rc == 2, err
+    assert 'cluster.name "north" is no context and no cluster of its 2 contexts: refusing to guess' in err
+    rc, out, err = run([], env={"HIGHLANDER_KUBECONFIG": str(kc), "HIGHLANDER_CLUSTER_NAME": "north"})
+    assert rc == 2 and "refusing to guess" in err
+    # Naming one of them is fine.
+    rc, out, err = run(["--check-config"], env={"HIGHLANDER_KUBECONFIG": str(kc), "HIGHLANDER_CLUSTER_NAME": "west"})
+    assert rc == 0, err

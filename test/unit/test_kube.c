@@ -66,6 +66,16 @@ static void test_kubeconfig_variants(void **state)
     assert_string_equal(c.namespace, "default");
     kube_config_free(&c);
 
+    /* a name that is no context and no cluster, among several: refused */
+    assert_int_equal(parse(kc_certs, "elsewhere", &c, err), KUBE_CONFIG_AMBIGUOUS);
+    assert_non_null(strstr(err, "cluster.name \"elsewhere\" is no context and no cluster of its 5 contexts"));
+    /* ... but with one context there is nothing to mix up */
+    assert_int_equal(parse("apiVersion: v1\ncurrent-context: only\nclusters:\n- name: k\n  cluster: {server: "
+                           "\"https://h:1\"}\nusers:\n- name: u\n  user: {token: t}\ncontexts:\n- name: only\n"
+                           "  context: {cluster: k, user: u}\n", "elsewhere", &c, err), 0);
+    assert_string_equal(c.context, "only");
+    kube_config_free(&c);
+
     /* a cluster name instead of a context name picks a context using it */
     assert_int_equal(parse(kc_certs, "c2", &c, err), 0);
     assert_string_equal(c.context, "other");
