@@ -349,6 +349,20 @@ static void cr_deleted(void *ctx, json_t *cr)
     remove_workload(c->m, w);
 }
 
+int wm_ours(const struct workload_mgr *m, json_t *obj)
+{
+    const char *tenant = wl_label(obj, "highlander.plexobject.io/tenant");
+
+    return tenant == NULL || strcmp(tenant, m->cfg->tenant) == 0;
+}
+
+json_t *wm_get_obj(struct workload_mgr *m, enum obj_kind kind, const char *ns, const char *name)
+{
+    json_t *o = informer_get(m->objs[kind], ns, name);
+
+    return o && wm_ours(m, o) ? o : NULL;
+}
+
 static void obj_changed(struct workload_mgr *m, json_t *obj)
 {
     const char *app = wl_label(obj, "app"), *type = wl_label(obj, "highlander.plexobject.io/workload-type");
@@ -468,8 +482,10 @@ static int wm_start(void *ctx, struct app *app)
             }
         }
     }
-    snprintf(selector, sizeof(selector), "%s=%s,highlander.plexobject.io/tenant=%s", LABEL_MANAGED_BY, MANAGED_BY,
-             m->cfg->tenant);
+    /* Every object managed by a highlander, of any tenant: the Go
+     * controller's objects have no tenant label and must be adopted;
+     * other tenants' are filtered out (wm_ours). */
+    snprintf(selector, sizeof(selector), "%s=%s", LABEL_MANAGED_BY, MANAGED_BY);
     for (int i = 0; i < OBJ_COUNT; i++) {
         struct informer_opts o = {.group = obj_types[i].group, .version = obj_types[i].version,
                                   .plural = obj_types[i].plural, .label_selector = selector};
@@ -725,6 +741,8 @@ json_t *workload_mgr_pods_json(struct workload_mgr *m)
     pods = informer_cache(m->objs[OBJ_PODS]);
     json_object_foreach(pods, key, p) {
         json_t *st = json_object_get(p, "status");
+        if (!wm_ours(m, p))
+            continue;
         double created = time_parse_rfc3339(wl_meta(p, "creationTimestamp"));
         char age[32] = "";
         if (created >= 0)

@@ -236,7 +236,7 @@ void wm_drain_work(struct workload_mgr *m, void (*done)(void *), void *done_arg)
         json_t *obj;
 
         snprintf(name, sizeof(name), w->type == WORKLOAD_PROCESS ? "%s-pod" : "%s", w->name);
-        obj = informer_get(m->objs[obj_kind_of_plural(workload_kind_of(w->type)->top_plural)], w->ns, name);
+        obj = wm_get_obj(m, obj_kind_of_plural(workload_kind_of(w->type)->top_plural), w->ns, name);
         if (obj) {
             struct drain_one *one = xcalloc(1, sizeof(*one));
             one->d = d;
@@ -295,6 +295,8 @@ void wm_startup_sweep(uv_timer_t *t)
         json_t *obj;
         json_object_foreach(informer_cache(m->objs[kind]), key, obj) {
             const char *tok = wl_annotation(obj, ANN_TOKEN);
+            if (!wm_ours(m, obj))
+                continue;
             if (tok && strtoull(tok, NULL, 10) < token && stop_object(m, wk, obj, 0, sweep_step, NULL)) {
                 log_info("workloads", "start-up: stopping %s %s (fencing token %s < %llu of the leader in cluster %s)",
                          obj_types[kind].plural, key, tok, (unsigned long long)token, cluster);

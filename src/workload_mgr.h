@@ -113,6 +113,10 @@ void wl_set_error(struct workload *w, const char *fmt, ...) HL_PRINTF(2, 3);
 /* Writes may go out: we lead, in the term the fence holds, with authority. */
 int wm_may_write(const struct workload_mgr *m);
 int wm_caches_synced(struct workload_mgr *m);
+/* An object of ours from the caches: managed-by us and of our tenant, or
+ * with no tenant label (made by the Go controller, which has none). */
+int wm_ours(const struct workload_mgr *m, json_t *obj);
+json_t *wm_get_obj(struct workload_mgr *m, enum obj_kind kind, const char *ns, const char *name);
 enum obj_kind obj_kind_of_plural(const char *plural);
 /* The queue: look at w in delay_ms (sooner if already queued sooner). */
 void wm_enqueue(struct workload_mgr *m, struct workload *w, uint64_t delay_ms);

@@ -320,10 +320,19 @@ static json_t *merged(json_t *existing, json_t *desired, const char *plural)
         json_t *spec = json_object_get(o, "spec"), *ds = json_object_get(desired, "spec");
         json_object_set(spec, "ports", json_object_get(ds, "ports"));
         json_object_set(spec, "selector", json_object_get(ds, "selector"));
-    } else if (strcmp(plural, "statefulsets") == 0) {
-        json_t *ds = json_deep_copy(json_object_get(desired, "spec"));
-        /* Claim templates are immutable once set. */
-        json_object_set(ds, "volumeClaimTemplates", json_object_get(json_object_get(o, "spec"), "volumeClaimTemplates"));
+    } else if (strcmp(plural, "statefulsets") == 0 || strcmp(plural, "deployments") == 0) {
+        json_t *ds = json_deep_copy(json_object_get(desired, "spec")), *live = json_object_get(o, "spec");
+        /* What the API server never lets change is kept as it is: the
+         * selector (the Go controller's is {app}, ours {app, managed-by};
+         * our pod labels carry both), a set's governing Service and its
+         * claim templates. */
+        if (json_object_get(live, "selector"))
+            json_object_set(ds, "selector", json_object_get(live, "selector"));
+        if (strcmp(plural, "statefulsets") == 0) {
+            json_object_set(ds, "volumeClaimTemplates", json_object_get(live, "volumeClaimTemplates"));
+            if (json_object_get(live, "serviceName"))
+                json_object_set(ds, "serviceName", json_object_get(live, "serviceName"));
+        }
         json_object_set_new(o, "spec", ds);
     } else {
         json_object_set(o, "spec", json_object_get(desired, "spec"));
@@ -445,7 +454,7 @@ void wm_reconcile(struct workload_mgr *m, struct workload *w)
     o->pending = 1; /* held by this function until every write is sent */
     for (int i = 0; i < n; i++) {
         enum obj_kind kind = obj_kind_of_plural(d[i].plural);
-        json_t *cur = informer_get(m->objs[kind], w->ns, d[i].name);
+        json_t *cur = wm_get_obj(m, kind, w->ns, d[i].name);
 
         if (d[i].is_top)
             top_obj = cur;
@@ -478,7 +487,7 @@ void wm_observe(struct workload_mgr *m, struct workload *w)
     n = workload_build(&b, d, w->hash, sizeof(w->hash));
     for (int i = 0; i < n; i++)
         if (d[i].is_top)
-            top = informer_get(m->objs[obj_kind_of_plural(d[i].plural)], w->ns, d[i].name);
+            top = wm_get_obj(m, obj_kind_of_plural(d[i].plural), w->ns, d[i].name);
     json_decref(w->h.details);
     workload_health(w->type, top, &w->h);
     wm_report(m, w);

@@ -481,3 +481,65 @@ def test_crd_without_status_subresource(setup):
     finally:
         kube.kubectl("apply", "-f", os.path.join(os.path.dirname(__file__), "../../manifests/crds.yaml"))
         kube.kubectl("wait", "--for=condition=Established", "crd/" + crd, "--timeout=30s", check=False)
+
+
+GO_MADE = """
+apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: web
+  namespace: {ns}
+  labels: {{app: web, managed-by: k8-highlander, controller-id: go-1}}
+spec:
+  replicas: 0
+  selector: {{matchLabels: {{app: web}}}}
+  template:
+    metadata: {{labels: {{app: web, managed-by: k8-highlander}}}}
+    spec: {{containers: [{{name: main, image: nginx, imagePullPolicy: IfNotPresent}}]}}
+---
+apiVersion: batch/v1
+kind: CronJob
+metadata:
+  name: tick
+  namespace: {ns}
+  labels: {{app: tick, managed-by: k8-highlander}}
+spec:
+  schedule: "*/5 * * * *"
+  suspend: true
+  jobTemplate:
+    spec:
+      template:
+        metadata: {{labels: {{app: tick, managed-by: k8-highlander}}}}
+        spec: {{restartPolicy: OnFailure, containers: [{{name: main, image: busybox}}]}}
+"""
+
+
+def test_go_made_objects_are_adopted_and_restored(kube, controller_factory, tmp_path):
+    """What a Go leader leaves at its SIGTERM: a Deployment scaled to 0
+    with Go's {app} selector (immutable), a suspended CronJob, its pods
+    deleted; none carries the tenant label.  A highlander leader adopts the
+    very objects (same UIDs) and brings them back."""
+    ns = kube.namespace("wl-go-made")
+    kube.kubectl("apply", "-f", "-", input=GO_MADE.format(ns=ns).encode())
+    dep_uid = get(kube, ns, "deployment", "web")["metadata"]["uid"]
+    cj_uid = get(kube, ns, "cronjob", "tick")["metadata"]["uid"]
+    store = RedisStore()
+    cfg = tmp_path / "config.yaml"
+    cfg.write_text(config_for(ns))
+    cl = Cluster(controller_factory, None, n=1, store=store,
+                 extra_env={"HIGHLANDER_KUBECONFIG": kube.kubeconfig, "HIGHLANDER_CONFIG": str(cfg)})
+    try:
+        leader = cl.wait_one_leader(timeout=15)
+        wait(lambda: get(kube, ns, "deployment", "web")["spec"]["replicas"] == 2, 30, "the Deployment scaled back")
+        dep = get(kube, ns, "deployment", "web")
+        assert dep["metadata"]["uid"] == dep_uid
+        assert dep["spec"]["selector"] == {"matchLabels": {"app": "web"}}
+        wait(lambda: get(kube, ns, "cronjob", "tick")["spec"]["suspend"] is False, 30, "the CronJob resumed")
+        assert get(kube, ns, "cronjob", "tick")["metadata"]["uid"] == cj_uid
+        wait(lambda: get(kube, ns, "pod", "proc-pod")["status"].get("phase") == "Running", 60, "the process pod")
+        wait(lambda: workloads(leader, ns).get("web", {}).get("healthy"), 60, "web healthy")
+        assert "field is immutable" not in leader.log()
+    finally:
+        for c in cl.alive():
+            c.terminate()
+        store.stop()
