@@ -730,31 +730,56 @@ json_t *workload_mgr_names_json(struct workload_mgr *m)
     return a;
 }
 
+static json_t *str_or_empty(const char *v)
+{
+    return json_string(v ? v : "");
+}
+
+/* One pod as /api/pods shows it: the Go controller's keys and types
+ * (status, node, age, createdAt, controllerId, clusterName, labels,
+ * annotations) and ours (phase, leaderId, cluster, workload, type). */
+static json_t *pod_json(json_t *p)
+{
+    json_t *md = json_object_get(p, "metadata"), *o = json_object();
+    const char *phase = json_string_value(json_object_get(json_object_get(p, "status"), "phase"));
+    const char *node = json_string_value(json_object_get(json_object_get(p, "spec"), "nodeName"));
+    double created = time_parse_rfc3339(wl_meta(p, "creationTimestamp"));
+    char age[32] = "";
+
+    if (created >= 0)
+        format_age(time_wall() - created, age, sizeof(age));
+    json_object_set_new(o, "name", str_or_empty(wl_meta(p, "name")));
+    json_object_set_new(o, "namespace", str_or_empty(wl_meta(p, "namespace")));
+    json_object_set_new(o, "status", str_or_empty(phase));
+    json_object_set_new(o, "phase", str_or_empty(phase));
+    json_object_set_new(o, "node", str_or_empty(node));
+    json_object_set_new(o, "age", json_string(age));
+    json_object_set_new(o, "createdAt", str_or_empty(wl_meta(p, "creationTimestamp")));
+    json_object_set_new(o, "controllerId", str_or_empty(wl_annotation(p, ANN_LEADER)));
+    json_object_set_new(o, "clusterName", str_or_empty(wl_annotation(p, ANN_CLUSTER)));
+    json_object_set_new(o, "leaderId", str_or_empty(wl_annotation(p, ANN_LEADER)));
+    json_object_set_new(o, "cluster", str_or_empty(wl_annotation(p, ANN_CLUSTER)));
+    json_object_set_new(o, "workload", str_or_empty(wl_label(p, "app")));
+    json_object_set_new(o, "type", str_or_empty(wl_label(p, "highlander.plexobject.io/workload-type")));
+    json_object_set_new(o, "labels", json_is_object(json_object_get(md, "labels"))
+                                         ? json_incref(json_object_get(md, "labels"))
+                                         : json_object());
+    json_object_set_new(o, "annotations", json_is_object(json_object_get(md, "annotations"))
+                                              ? json_incref(json_object_get(md, "annotations"))
+                                              : json_object());
+    return o;
+}
+
 json_t *workload_mgr_pods_json(struct workload_mgr *m)
 {
-    json_t *a = json_array(), *pods;
+    json_t *a = json_array(), *p;
     const char *key;
-    json_t *p;
 
     if (m == NULL)
         return a;
-    pods = informer_cache(m->objs[OBJ_PODS]);
-    json_object_foreach(pods, key, p) {
-        json_t *st = json_object_get(p, "status");
-        if (!wm_ours(m, p))
-            continue;
-        double created = time_parse_rfc3339(wl_meta(p, "creationTimestamp"));
-        char age[32] = "";
-        if (created >= 0)
-            format_age(time_wall() - created, age, sizeof(age));
-        json_array_append_new(a, json_pack("{s:s?, s:s?, s:O?, s:O?, s:s?, s:s?, s:s?, s:s?, s:s?, s:s?}", "name",
-                                           wl_meta(p, "name"), "namespace", wl_meta(p, "namespace"), "phase",
-                                           json_object_get(st, "phase"), "node",
-                                           json_object_get(json_object_get(p, "spec"), "nodeName"), "createdAt",
-                                           wl_meta(p, "creationTimestamp"), "age", age[0] ? age : NULL, "leaderId",
-                                           wl_annotation(p, ANN_LEADER), "cluster", wl_annotation(p, ANN_CLUSTER),
-                                           "workload", wl_label(p, "app"), "type",
-                                           wl_label(p, "highlander.plexobject.io/workload-type")));
+    json_object_foreach(informer_cache(m->objs[OBJ_PODS]), key, p) {
+        if (wm_ours(m, p))
+            json_array_append_new(a, pod_json(p));
     }
     return a;
 }

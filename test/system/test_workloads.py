@@ -150,6 +150,12 @@ def test_config_workloads_become_healthy(setup):
     assert data["workloadStatus"]["cronjob"]["tick"]["namespace"] == ns
     pods = leader.get_json("/api/pods")[1]["data"]
     assert {p["name"] for p in pods} >= {"proc-pod"}
+    # The Go controller's keys and types, ours beside them.
+    pod = [p for p in pods if p["name"] == "proc-pod" and p["namespace"] == ns][0]
+    assert pod["status"] == "Running" and pod["phase"] == "Running"
+    assert pod["controllerId"] == leader.rid and isinstance(pod["clusterName"], str)
+    assert pod["labels"]["app"] == "proc" and isinstance(pod["annotations"], dict)
+    assert isinstance(pod["node"], str) and isinstance(pod["age"], str)
     assert leader.get_json("/api/workload-names")[1]["data"]
     one = leader.get_json("/api/workloads/web?namespace=" + ns)[1]["data"]
     assert one["details"]["replicas"] == 2 and one["type"] == "service"
