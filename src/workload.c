@@ -263,10 +263,9 @@ static void cr_upsert(struct workload_mgr *m, enum workload_type t, json_t *cr)
         return;
     make_key(key, sizeof(key), t, ns, name);
     w = wm_find(m, key);
-    if (w != NULL && w->cr == NULL) {
-        log_warn("workloads", "%s: a custom resource has the name of a configured workload; the config wins", key);
-        return;
-    }
+    if (w != NULL && w->cr == NULL)
+        log_info("workloads", "%s: a custom resource has the name of a configured workload: the resource's spec "
+                 "is used while it exists (as the Go controller does)", key);
     if (w == NULL)
         w = add_workload(m, t, ns, name);
     /* Items in a list carry no kind; make the owner reference complete. */
@@ -343,6 +342,20 @@ static void cr_deleted(void *ctx, json_t *cr)
     /* The objects carry an ownerReference to the resource, so Kubernetes'
      * garbage collector removes them (PVCs made from claim templates are
      * not owned and stay). */
+    if (w->config_spec) {
+        /* The configured workload of that name takes over again (its
+         * objects, owned by the resource, are made anew). */
+        log_info("workloads", "%s: resource deleted; the configured workload of that name runs again", key);
+        json_decref(w->cr);
+        w->cr = NULL;
+        free(w->invalid);
+        w->invalid = NULL;
+        w->spec = w->config_spec;
+        workload_spec_free(w->owned);
+        w->owned = NULL;
+        wm_enqueue(c->m, w, 0);
+        return;
+    }
     log_info("workloads", "%s: resource deleted; its objects go with it", key);
     if (w->busy)
         w->requeue = 0;
@@ -664,6 +677,7 @@ struct workload_mgr *workload_mgr_new(uv_loop_t *loop, const struct config *cfg,
                 w = add_workload(m, (enum workload_type)t, s->namespace && *s->namespace ? s->namespace : cfg->namespace,
                                  s->name);
                 w->spec = s;
+                w->config_spec = s;
             }
     }
     return m;

@@ -39,6 +39,7 @@ struct workload {
     char *ns;
     char *name;
     const struct workload_spec *spec;   /* config entry (borrowed) or owned */
+    const struct workload_spec *config_spec; /* the config entry of this name, or NULL */
     struct workload_spec *owned;
     json_t *cr;                          /* the custom resource, or NULL */
     char *invalid;                       /* validation problems, or NULL */

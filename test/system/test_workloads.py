@@ -549,3 +549,21 @@ def test_go_made_objects_are_adopted_and_restored(kube, controller_factory, tmp_
         for c in cl.alive():
             c.terminate()
         store.stop()
+
+
+def test_resource_named_like_a_config_entry_wins_while_it_exists(setup):
+    """As in the Go controller, a custom resource with the name of a
+    configured workload replaces its spec; deleted, the config's is back."""
+    kube, ns, cl = setup
+    leader = cl.wait_one_leader(timeout=15)
+    wait(lambda: get(kube, ns, "deployment", "web")["spec"]["replicas"] == 2, 60, "config's 2 replicas")
+    kube.kubectl("apply", "-f", "-", input=("apiVersion: highlander.plexobject.io/v1\nkind: WorkloadService\n"
+                                           "metadata: {name: web, namespace: %s}\n"
+                                           "spec: {image: nginx, replicas: 1, script: {commands: [nginx]}}\n"
+                                           % ns).encode())
+    wait(lambda: get(kube, ns, "deployment", "web")["spec"]["replicas"] == 1, 30, "the resource's 1 replica")
+    wait(lambda: (get(kube, ns, "wls", "web").get("status") or {}).get("active") is True, 30, "status on the resource")
+    kube.kubectl("-n", ns, "delete", "wls", "web")
+    wait(lambda: get(kube, ns, "deployment", "web")["spec"]["replicas"] == 2, 90, "the config's spec again")
+    assert "the resource's spec is used while it exists" in leader.log()
+    cl.check()
