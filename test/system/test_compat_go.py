@@ -26,6 +26,20 @@ from lease_helpers import RedisStore
 pytestmark = pytest.mark.cluster
 
 
+@pytest.fixture(scope="module", autouse=True)
+def our_crds_back(kube):
+    """The Go binary rewrites the four CRDs when it starts (a smaller
+    schema, no status subresource): put ours back for the tests after."""
+    yield
+    kube.kubectl("apply", "--server-side", "--force-conflicts", "-f", os.path.join(ROOT, "manifests/crds.yaml"))
+    for crd in ("workloadprocesses", "workloadcronjobs", "workloadservices", "workloadpersistents"):
+        kube.kubectl("wait", "--for=condition=Established", "crd/%s.highlander.plexobject.io" % crd,
+                     "--timeout=30s")
+    out = kube.kubectl("get", "crd", "workloadprocesses.highlander.plexobject.io", "-o",
+                       "jsonpath={.spec.versions[0].subresources}")
+    assert "status" in out, "our CRDs were not restored: %r" % out
+
+
 @pytest.fixture(scope="session")
 def go_peer():
     p = subprocess.run(["bash", os.path.join(ROOT, "test/compat/build-peer.sh")], capture_output=True, timeout=1800)
