@@ -57,11 +57,17 @@ static json_t *status_json(struct api *api)
     return o;
 }
 
+/* The Go controller's shape (an object keyed by manager); ?view=list is
+ * ours, one array of every workload. */
 static void h_workloads(void *ctx, const struct http_request *req, struct http_response *res)
 {
     struct api *api = ctx;
+    char view[16];
 
-    send_data(res, workload_mgr_list_json(api->workloads));
+    if (http_query_get(req, "view", view, sizeof(view)) == 0 && strcmp(view, "list") == 0)
+        send_data(res, workload_mgr_list_json(api->workloads));
+    else
+        send_data(res, workload_mgr_managers_json(api->workloads));
 }
 
 static void h_workload(void *ctx, const struct http_request *req, struct http_response *res)

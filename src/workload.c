@@ -727,8 +727,58 @@ json_t *workload_mgr_list_json(struct workload_mgr *m)
     return a;
 }
 
+/* The Go controller's view of one kind: its manager's combined status
+ * with every workload of the kind under details. */
+static json_t *manager_json(struct workload_mgr *m, enum workload_type t)
+{
+    const struct workload_kind *k = workload_kind_of(t);
+    json_t *o = json_object(), *byname = json_object();
+    int healthy = 1;
+    const char *err = NULL;
+
+    for (struct workload *w = m ? m->list : NULL; w; w = w->next) {
+        json_t *one;
+        char key[300];
+        if (w->type != t)
+            continue;
+        one = workload_json(m, w);
+        json_object_set_new(one, "type", json_string(k->metric_type));
+        json_object_set_new(one, "kind", json_string(workload_type_name(w->type)));
+        snprintf(key, sizeof(key), "%s", w->name);
+        if (json_object_get(byname, key)) /* the same name in another namespace */
+            snprintf(key, sizeof(key), "%s/%s", w->ns, w->name);
+        json_object_set_new(byname, key, one);
+        if (!w->h.healthy) {
+            healthy = 0;
+            if (err == NULL)
+                err = w->invalid ? w->invalid : w->last_error;
+        }
+    }
+    json_object_set_new(o, "name", json_string(k->go_manager));
+    json_object_set_new(o, "type", json_string(k->go_manager_type));
+    json_object_set_new(o, "active", json_boolean(m != NULL));
+    json_object_set_new(o, "healthy", json_boolean(healthy));
+    if (err)
+        json_object_set_new(o, "lastError", json_string(err));
+    json_object_set_new(o, "details", json_pack("{s:o}", k->go_details_key, byname));
+    return o;
+}
+
+json_t *workload_mgr_managers_json(struct workload_mgr *m)
+{
+    json_t *o = json_object();
+
+    for (int t = 0; t < WORKLOAD_TYPE_COUNT; t++)
+        json_object_set_new(o, workload_kind_of((enum workload_type)t)->go_manager,
+                            manager_json(m, (enum workload_type)t));
+    return o;
+}
+
 json_t *workload_mgr_get_json(struct workload_mgr *m, const char *name, const char *ns)
 {
+    for (int t = 0; t < WORKLOAD_TYPE_COUNT; t++)
+        if (ns == NULL && strcmp(name, workload_kind_of((enum workload_type)t)->go_manager) == 0)
+            return manager_json(m, (enum workload_type)t);
     for (struct workload *w = m ? m->list : NULL; w; w = w->next)
         if (strcmp(w->name, name) == 0 && (ns == NULL || strcmp(w->ns, ns) == 0))
             return workload_json(m, w);
@@ -739,6 +789,9 @@ json_t *workload_mgr_names_json(struct workload_mgr *m)
 {
     json_t *a = json_array();
 
+    /* The Go controller's names (its managers) first, then every workload's. */
+    for (int t = 0; t < WORKLOAD_TYPE_COUNT; t++)
+        json_array_append_new(a, json_string(workload_kind_of((enum workload_type)t)->go_manager));
     for (struct workload *w = m ? m->list : NULL; w; w = w->next)
         json_array_append_new(a, json_string(w->name));
     return a;

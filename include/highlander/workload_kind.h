@@ -23,6 +23,9 @@ struct workload_kind {
     const char *metric_type;      /* the type label of the workload metrics, the Go
                                    * controller's: "process", "cronjob", "service",
                                    * "persistent" */
+    /* The Go controller's manager of the kind in /api/workloads: its name
+     * ("processes"), type ("processManager") and details key. */
+    const char *go_manager, *go_manager_type, *go_details_key;
     /* Fills out[] with its objects, the top one first; returns how many
      * (at most MAX_DESIRED).  Leader values are added by workload_build. */
     int (*build)(const struct build_ctx *b, struct desired *out);

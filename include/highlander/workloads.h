@@ -24,6 +24,9 @@ extern const struct module workload_module_ops;
 
 /* JSON views for the API (new references). */
 json_t *workload_mgr_list_json(struct workload_mgr *w);
+/* The Go controller's /api/workloads: {manager: combined status, with the
+ * kind's workloads under details}. */
+json_t *workload_mgr_managers_json(struct workload_mgr *w);
 json_t *workload_mgr_get_json(struct workload_mgr *w, const char *name, const char *ns);
 json_t *workload_mgr_names_json(struct workload_mgr *w);
 json_t *workload_mgr_pods_json(struct workload_mgr *w);

@@ -174,7 +174,7 @@ metadata: {name: dash-live, namespace: ${env.NS}}
 spec: {image: busybox, script: {commands: ["sleep 100"]}}
 `);
     await until("the API listing dash-live",
-                async () => (await api(env.LEADER_URL, "/api/workloads")).some((w) => w.name === "dash-live"), 20000);
+                async () => (await api(env.LEADER_URL, "/api/workloads?view=list")).some((w) => w.name === "dash-live"), 20000);
     const t0 = Date.now();
     await leader.locator('#workloads tr[data-name="dash-live"]').waitFor({ timeout: 5000 });
     const lag = Date.now() - t0;

@@ -326,7 +326,7 @@ spec: {image: busybox, schedule: "0 * * * *", script: {commands: [date]}}
 """ % (name, ns, name, ns)).encode())
         deadline = time.time() + 60
         while time.time() < deadline:
-            ws = [w for w in ctl.get_json("/api/workloads", auth)[1]["data"] if w["name"].startswith(name)]
+            ws = [w for w in ctl.get_json("/api/workloads?view=list", auth)[1]["data"] if w["name"].startswith(name)]
             if len(ws) == 2 and all(w["healthy"] for w in ws):
                 break
             time.sleep(0.3)

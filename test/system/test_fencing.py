@@ -211,7 +211,7 @@ def make_fence(e, token):
 
 
 def workloads(c, ns):
-    return {w["name"]: w for w in c.get_json("/api/workloads")[1]["data"] if w["namespace"] == ns}
+    return {w["name"]: w for w in c.get_json("/api/workloads?view=list")[1]["data"] if w["namespace"] == ns}
 
 
 def healthy(c, ns):

@@ -368,7 +368,7 @@ spec: {image: busybox, script: {commands: ["sleep 3600"]}}
 """ % ns).encode())
 
         def healthy():
-            ws = json.loads(pod.request("/api/workloads", auth)[1])["data"]
+            ws = json.loads(pod.request("/api/workloads?view=list", auth)[1])["data"]
             return [w for w in ws if w["name"] == "image-run" and w["healthy"]]
         wait_until(healthy, 60, lambda: pod.log()[-3000:])
         assert pod.request("/api/workloads")[0] == 401  # the token came from the chart's Secret

@@ -107,7 +107,7 @@ class PodWatcher:
 def workloads(c, ns):
     """The workloads in namespace ns (resources of other tests' namespaces
     are workloads too: the controller watches every namespace)."""
-    return {w["name"]: w for w in c.get_json("/api/workloads")[1]["data"] if w["namespace"] == ns}
+    return {w["name"]: w for w in c.get_json("/api/workloads?view=list")[1]["data"] if w["namespace"] == ns}
 
 
 def test_config_workloads_become_healthy(setup):
@@ -156,7 +156,17 @@ def test_config_workloads_become_healthy(setup):
     assert pod["controllerId"] == leader.rid and isinstance(pod["clusterName"], str)
     assert pod["labels"]["app"] == "proc" and isinstance(pod["annotations"], dict)
     assert isinstance(pod["node"], str) and isinstance(pod["age"], str)
-    assert leader.get_json("/api/workload-names")[1]["data"]
+    names = leader.get_json("/api/workload-names")[1]["data"]
+    assert names[:4] == ["processes", "cronjobs", "service", "persistent"] and "proc" in names
+    # Go's /api/workloads: an object keyed by manager, workloads under details.
+    by_mgr = leader.get_json("/api/workloads")[1]["data"]
+    assert set(by_mgr) == {"processes", "cronjobs", "service", "persistent"}
+    assert by_mgr["processes"]["type"] == "processManager" and by_mgr["processes"]["active"] is True
+    assert by_mgr["processes"]["details"]["processes"]["proc"]["type"] == "process"
+    assert by_mgr["cronjobs"]["details"]["cronJobs"]["tick"]["healthy"] is True
+    status, doc = leader.get_json("/api/workloads/processes")  # a manager's name, as Go takes it
+    assert status == 200 and doc["data"]["name"] == "processes"
+    assert "proc" in doc["data"]["details"]["processes"]
     one = leader.get_json("/api/workloads/web?namespace=" + ns)[1]["data"]
     assert one["details"]["replicas"] == 2 and one["type"] == "service"
     text = leader.get("/metrics")[2].decode()
@@ -448,7 +458,7 @@ spec: {image: busybox, script: {commands: ["sleep 100"]}}
     try:
         leader = cl.wait_one_leader(timeout=15)
         wait(lambda: workloads(leader, ns_in).get("only", {}).get("healthy"), 60, "the watched one healthy")
-        names = {(w["namespace"], w["name"]) for w in leader.get_json("/api/workloads")[1]["data"]}
+        names = {(w["namespace"], w["name"]) for w in leader.get_json("/api/workloads?view=list")[1]["data"]}
         assert (ns_out, "only") not in names and all(ns == ns_in for ns, _ in names), names
         assert "only-pod" not in kube.kubectl("-n", ns_out, "get", "pods", "-o", "name")
     finally:
