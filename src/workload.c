@@ -689,12 +689,13 @@ void workload_mgr_free(struct workload_mgr *m)
 
     if (m == NULL)
         return;
+    /* The queue and the map point into the workloads: they go first. */
+    wq_free(&m->queue);
+    hmap_free(&m->by_key);
     for (w = m->list; w; w = next) {
         next = w->next;
         wl_free(w);
     }
-    hmap_free(&m->by_key);
-    wq_free(&m->queue);
     kube_events_free(m->events);
     fence_free(m->fence);
     free(m->crs);
