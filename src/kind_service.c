@@ -25,23 +25,9 @@ static int build(const struct build_ctx *b, struct desired *out)
     return n;
 }
 
-/* Healthy when the Deployment controller has seen the latest generation
- * and every replica is ready. */
 static void health(json_t *obj, struct health *h)
 {
-    json_t *status = json_object_get(obj, "status"), *spec = json_object_get(obj, "spec");
-    long long want = json_integer_value(json_object_get(spec, "replicas"));
-    long long ready = json_integer_value(json_object_get(status, "readyReplicas"));
-    long long gen = json_integer_value(json_object_get(json_object_get(obj, "metadata"), "generation"));
-    long long seen = json_integer_value(json_object_get(status, "observedGeneration"));
-
-    h->healthy = seen >= gen && ready == want;
-    snprintf(h->phase, sizeof(h->phase), "%s", h->healthy ? "Running" : "Progressing");
-    if (!h->healthy)
-        snprintf(h->message, sizeof(h->message), "%lld of %lld replicas ready", ready, want);
-    h->details = json_pack("{s:I, s:I, s:I, s:I}", "replicas", (json_int_t)want, "ready", (json_int_t)ready,
-                           "available", (json_int_t)json_integer_value(json_object_get(status, "availableReplicas")),
-                           "updated", (json_int_t)json_integer_value(json_object_get(status, "updatedReplicas")));
+    kind_health_replicated(obj, h, "available", "availableReplicas");
 }
 
 static void validate(const struct workload_spec *w, int is_ref, const char *prefix, struct config_errors *errs)

@@ -79,6 +79,11 @@ json_t *obj_scale_to_zero(json_t *live);
 extern const char *const kind_replicated_fields[];
 void kind_validate_replicated(const struct workload_spec *w, const char *prefix, struct config_errors *errs);
 void kind_dump_replicated(const struct workload_spec *w, json_t *o);
+/* Healthy when the set's controller has seen the latest generation and
+ * every replica is ready; details carry replicas, ready, updated and key
+ * (from status.field: "available" for a Deployment, "current" for a
+ * StatefulSet). */
+void kind_health_replicated(json_t *obj, struct health *h, const char *key, const char *field);
 /* Sets o[key] to the string v when v is set. */
 void kind_set_str(json_t *o, const char *key, const char *v);
 

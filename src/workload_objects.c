@@ -275,6 +275,23 @@ void kind_validate_replicated(const struct workload_spec *w, const char *prefix,
                           (long long)w->health_check_port);
 }
 
+void kind_health_replicated(json_t *obj, struct health *h, const char *key, const char *field)
+{
+    json_t *status = json_object_get(obj, "status"), *spec = json_object_get(obj, "spec");
+    long long want = json_integer_value(json_object_get(spec, "replicas"));
+    long long ready = json_integer_value(json_object_get(status, "readyReplicas"));
+    long long gen = json_integer_value(json_object_get(json_object_get(obj, "metadata"), "generation"));
+    long long seen = json_integer_value(json_object_get(status, "observedGeneration"));
+
+    h->healthy = seen >= gen && ready == want;
+    snprintf(h->phase, sizeof(h->phase), "%s", h->healthy ? "Running" : "Progressing");
+    if (!h->healthy)
+        snprintf(h->message, sizeof(h->message), "%lld of %lld replicas ready", ready, want);
+    h->details = json_pack("{s:I, s:I, s:I, s:I}", "replicas", (json_int_t)want, "ready", (json_int_t)ready, key,
+                           (json_int_t)json_integer_value(json_object_get(status, field)), "updated",
+                           (json_int_t)json_integer_value(json_object_get(status, "updatedReplicas")));
+}
+
 void kind_set_str(json_t *o, const char *key, const char *v)
 {
     if (v)
