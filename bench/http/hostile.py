@@ -98,6 +98,18 @@ def open_conns(port):
     return json.loads(data.split(b"\r\n\r\n", 1)[1])["data"]["http"]["open"]
 
 
+def finish(srv, conns, stop, prober, probes):
+    """Stops the prober, reads the server's peak RSS, closes everything;
+    returns (peak bytes, worst probe ms)."""
+    stop.set()
+    prober.join()
+    peak = srv.status("VmHWM")
+    for s in conns:
+        s.close()
+    srv.stop()
+    return peak, max(ms for _, ms in probes)
+
+
 def pipeline(binary):
     srv = Server(binary)
     req = b"GET /assets/app.js HTTP/1.1\r\nHost: x\r\n\r\n"
@@ -121,13 +133,8 @@ def pipeline(binary):
             gone = time.monotonic() - t0
             break
         time.sleep(0.2)
-    stop.set()
-    t.join()
-    peak = srv.status("VmHWM")
-    for s in conns:
-        s.close()
-    srv.stop()
-    return {"peak RSS MiB": peak / MiB, "healthz worst ms": max(ms for _, ms in probes),
+    peak, worst = finish(srv, conns, stop, t, probes)
+    return {"peak RSS MiB": peak / MiB, "healthz worst ms": worst,
             "all closed after s": gone if gone is not None else float("inf")}
 
 
@@ -161,13 +168,8 @@ def bodies(binary):
             pass
         conns.append(s)
     time.sleep(0.5)
-    stop.set()
-    t.join()
-    peak = srv.status("VmHWM")
-    for s in conns:
-        s.close()
-    srv.stop()
-    return {"peak RSS MiB": peak / MiB, "healthz worst ms": max(ms for _, ms in probes)}
+    peak, worst = finish(srv, conns, stop, t, probes)
+    return {"peak RSS MiB": peak / MiB, "healthz worst ms": worst}
 
 
 def main():
