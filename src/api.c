@@ -181,9 +181,16 @@ static void h_dashboard(void *ctx, const struct http_request *req, struct http_r
     time_format_rfc3339(api->status->start_time, start, sizeof(start));
     json_object_set_new(st, "startTime", json_string(start));
     json_array_foreach(pods, i, p) json_object_del(p, "age");
-    send_data(res, json_pack("{s:o, s:o, s:o, s:o, s:o}", "status", st, "store", dbinfo_json(api), "workloads",
-                             workload_mgr_list_json(api->workloads), "pods", pods, "history",
-                             status_history_json(api->status)));
+    send_data(res, json_pack("{s:o, s:o, s:o, s:o, s:o, s:o}", "status", st, "store", dbinfo_json(api),
+                             "workloads", workload_mgr_list_json(api->workloads), "pods", pods, "history",
+                             status_history_json(api->status), "timeline", timeline_json(&api->status->timeline)));
+}
+
+static void h_timeline(void *ctx, const struct http_request *req, struct http_response *res)
+{
+    struct api *api = ctx;
+
+    send_data(res, timeline_json(&api->status->timeline));
 }
 
 /*
@@ -244,6 +251,7 @@ static const struct http_route routes[] = {
     {"/api/workload-names", HTTP_M_GET, 0, 1, h_workload_names},
     {"/api/pods", HTTP_M_GET, 0, 1, h_pods},
     {"/api/dashboard", HTTP_M_GET, 0, 1, h_dashboard},
+    {"/api/timeline", HTTP_M_GET, 0, 1, h_timeline},
     {"/", HTTP_M_GET, 0, 0, h_index},
     {"/assets/", HTTP_M_GET, 1, 0, h_asset},
 };
@@ -290,10 +298,21 @@ void api_init(struct api *api, struct app *app, struct status *status, struct me
     metrics_add_collector(metrics, collect_state, api);
 }
 
+static void on_sample(uv_timer_t *t)
+{
+    struct api *api = container_of(t, struct api, sampler);
+    unsigned total, healthy;
+
+    workload_mgr_counts(api->workloads, &total, &healthy);
+    timeline_sample(&api->status->timeline, time_wall(), api->status->is_leader, (int)healthy,
+                    api->workloads ? (int)total : -1);
+}
+
 static int api_start(void *ctx, struct app *app)
 {
     struct api *api = ctx;
     int rc;
+
 
     api->server = http_server_new(app_loop(app), &api->router, &api->limits);
     rc = http_server_listen(api->server, api->bind_host, api->port);
@@ -304,6 +323,8 @@ static int api_start(void *ctx, struct app *app)
         return rc;
     }
     log_info("http", "listening on %s:%d", api->bind_host, http_server_port(api->server));
+    uv_timer_init(app_loop(app), &api->sampler);
+    uv_timer_start(&api->sampler, on_sample, TIMELINE_BUCKET_S * 1000, TIMELINE_BUCKET_S * 1000);
     return 0;
 }
 
@@ -323,6 +344,7 @@ static void api_stop(void *ctx, struct app *app)
         app_module_stopped(app);
         return;
     }
+    uv_close((uv_handle_t *)&api->sampler, NULL);
     http_server_close(api->server, on_server_closed, api);
 }
 

@@ -125,11 +125,17 @@ static void schedule(struct lease *l, uint64_t delay_ms)
     uv_timer_start(&l->tick, on_tick, delay_ms, 0);
 }
 
-static void set_holder(struct lease *l, const char *holder, const char *cluster, uint64_t token)
+/* ttl_ms: what the store said was left of the holder's lease (-1:
+ * unknown), from which the timeline dates the holder's last renewal. */
+static void set_holder(struct lease *l, const char *holder, const char *cluster, uint64_t token, int64_t ttl_ms)
 {
     struct status *st = l->st;
+    double now = time_wall(), renewed = now;
 
+    if (ttl_ms >= 0 && ttl_ms < l->cfg->lease_duration_ms)
+        renewed -= (double)(l->cfg->lease_duration_ms - ttl_ms) / 1000.0;
     l->other_known = 0;
+    timeline_leader(&st->timeline, holder, cluster, token, now, renewed);
     if (holder == NULL) {
         status_set_str(&st->current_leader, NULL);
         return;
@@ -180,8 +186,10 @@ static void arm_fence(struct lease *l)
 /*
  * Ends leadership.  stop_ns is when authority ended: now for a release or
  * a lost record, the authority deadline when it passed unnoticed.
+ * released: the lease is being given back (a handover), not lost.
  */
-static void stop_leading(struct lease *l, const char *reason, uint64_t stop_ns, enum lease_state next)
+static void stop_leading(struct lease *l, const char *reason, uint64_t stop_ns, enum lease_state next,
+                         int released)
 {
     uint64_t token = l->token;
     double held = (double)(stop_ns - l->leader_since_ns) / 1e9;
@@ -196,8 +204,10 @@ static void stop_leading(struct lease *l, const char *reason, uint64_t stop_ns, 
     l->st->transitions++;
     status_set_str(&l->st->last_change_reason, reason);
     status_record_event(l->st, "lost", token, l->cfg->id, reason);
+    /* as of stop_ns (the authority deadline may lie behind us) */
+    timeline_ended(&l->st->timeline, released, time_wall() - (double)(time_mono_ns() - stop_ns) / 1e9);
     if (l->st->current_leader && strcmp(l->st->current_leader, l->cfg->id) == 0)
-        set_holder(l, NULL, NULL, 0);
+        set_holder(l, NULL, NULL, 0, -1);
     metrics_set(l->m.is_leader, NULL, 0);
     metrics_add(l->m.transitions, NULL, 1);
     metrics_add(l->m.losses, NULL, 1);
@@ -237,7 +247,7 @@ static int enforce(struct lease *l)
     if (!lease_check(l)) {
         /* Authority ended at the deadline, not when we noticed. */
         stop_leading(l, "renew deadline passed without a confirmed renewal", l->authority_until_ns,
-                     LS_FOLLOWER);
+                     LS_FOLLOWER, 0);
         /* Best effort: drop the record if it is still ours so a successor
          * need not wait for it to expire. */
         if (l->store_up && !l->release_in_flight && l->backend->ops->release) {
@@ -290,7 +300,7 @@ static void start_leading(struct lease *l, uint64_t token)
     l->st->fencing_token = token;
     l->st->transitions++;
     status_set_str(&l->st->last_change_reason, failover ? "previous leader gone" : "acquired the lease");
-    set_holder(l, l->cfg->id, l->cfg->cluster_name, token);
+    set_holder(l, l->cfg->id, l->cfg->cluster_name, token, -1);
     status_record_event(l->st, "acquired", token, l->cfg->id, failover ? "failover" : "acquired");
     metrics_set(l->m.is_leader, NULL, 1);
     metrics_add(l->m.transitions, NULL, 1);
@@ -459,9 +469,11 @@ static void saw_absent(struct lease *l, int vouched, uint64_t token)
 static void count_db(struct lease *l, enum lease_op op, enum lease_result r, uint64_t sent_ns, const char *err)
 {
     const char *lv[] = {op_names[op]};
+    double latency = (double)(time_mono_ns() - sent_ns) / 1e9;
 
     metrics_add(l->m.db_ops, lv, 1);
-    metrics_observe(l->m.db_latency, lv, (double)(time_mono_ns() - sent_ns) / 1e9);
+    metrics_observe(l->m.db_latency, lv, latency);
+    timeline_lease_op(&l->st->timeline, latency, r != LEASE_ERROR, l->state == LS_LEADER);
     if (r == LEASE_ERROR) {
         const char *ev[] = {op_names[op], err && strstr(err, "timed out") ? "timeout" : "store_error"};
         metrics_add(l->m.db_errors, ev, 1);
@@ -525,13 +537,13 @@ void lease_backend_result(struct lease *l, enum lease_op op, enum lease_result r
         metrics_add(l->m.failed_attempts, NULL, 1);
         if (r == LEASE_ABSENT) {
             l->known = 1;
-            set_holder(l, NULL, NULL, 0);
+            set_holder(l, NULL, NULL, 0, -1);
             saw_absent(l, info ? info->vouched : 0, info ? info->token : 0);
         } else if (r == LEASE_HELD && info && info->holder) {
             saw_record(l);
             l->known = 1;
             l->other_seen_ms = time_mono_ms();
-            set_holder(l, info->holder, info->holder_cluster, info->token);
+            set_holder(l, info->holder, info->holder_cluster, info->token, info->ttl_ms);
             note_other(l, info);
             /* Try again right when the record expires, if that is sooner. */
             if (info->ttl_ms >= 0 && (uint64_t)info->ttl_ms + 2 < jittered_retry(l))
@@ -547,7 +559,8 @@ void lease_backend_result(struct lease *l, enum lease_op op, enum lease_result r
                 saw_record(l);
             else
                 saw_absent(l, info ? info->vouched : 0, info ? info->token : 0);
-            set_holder(l, info ? info->holder : NULL, info ? info->holder_cluster : NULL, info ? info->token : 0);
+            set_holder(l, info ? info->holder : NULL, info ? info->holder_cluster : NULL, info ? info->token : 0,
+                       info ? info->ttl_ms : -1);
             if (info && info->holder && strcmp(info->holder, l->cfg->id) != 0) {
                 l->other_seen_ms = time_mono_ms();
                 note_other(l, info);
@@ -580,7 +593,7 @@ void lease_backend_result(struct lease *l, enum lease_op op, enum lease_result r
             }
             enforce(l);
         } else if (r == LEASE_NOT_OURS) {
-            stop_leading(l, "lease lost: the record is gone or held by another", now_ns, LS_FOLLOWER);
+            stop_leading(l, "lease lost: the record is gone or held by another", now_ns, LS_FOLLOWER, 0);
             schedule(l, 0);
         } else {
             log_warn("lease", "renew failed: %s (authority ends in %lld ms)",
@@ -664,7 +677,7 @@ void lease_resign(struct lease *l, const char *reason)
 {
     if (l->state != LS_LEADER)
         return;
-    stop_leading(l, reason, time_mono_ns(), LS_FOLLOWER);
+    stop_leading(l, reason, time_mono_ns(), LS_FOLLOWER, 1);
     if (l->store_up && !l->release_in_flight && l->backend->ops->release) {
         l->release_in_flight = 1;
         l->release_sent_ns = time_mono_ns();
@@ -675,6 +688,9 @@ void lease_resign(struct lease *l, const char *reason)
 
 void lease_backend_released(struct lease *l)
 {
+    /* Another replica's release: the next leader takes over by handover. */
+    if (l->state != LS_LEADER)
+        timeline_ended(&l->st->timeline, 1, time_wall());
     if (l->state == LS_FOLLOWER && !l->stopping && !l->cfg->remains_follower) {
         log_debug("lease", "release announced; trying now");
         if (l->in_flight)
@@ -865,7 +881,7 @@ static void lease_stop(void *ctx, struct app *app)
     if (l->state == LS_LEADER) {
         uint64_t token = l->token;
         /* Stop acting first, then give the lease back and announce it. */
-        stop_leading(l, "shutting down", time_mono_ns(), LS_STEPPING_DOWN);
+        stop_leading(l, "shutting down", time_mono_ns(), LS_STEPPING_DOWN, 1);
         if (l->store_up) {
             l->release_in_flight = 1;
             l->release_sent_ns = time_mono_ns();

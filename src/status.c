@@ -19,6 +19,7 @@ void status_init(struct status *st, const struct config *cfg)
     st->cfg = cfg;
     st->start_time = time_wall();
     st->start_mono_ms = time_mono_ms();
+    timeline_init(&st->timeline);
 }
 
 void status_free(struct status *st)

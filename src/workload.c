@@ -870,13 +870,19 @@ json_t *workload_mgr_status_map_json(struct workload_mgr *m)
     return o;
 }
 
+void workload_mgr_counts(const struct workload_mgr *m, unsigned *total, unsigned *healthy)
+{
+    *total = *healthy = 0;
+    for (const struct workload *w = m ? m->list : NULL; w; w = w->next) {
+        (*total)++;
+        *healthy += w->h.healthy ? 1 : 0;
+    }
+}
+
 json_t *workload_mgr_summary_json(struct workload_mgr *m)
 {
-    unsigned total = 0, healthy = 0;
+    unsigned total, healthy;
 
-    for (struct workload *w = m ? m->list : NULL; w; w = w->next) {
-        total++;
-        healthy += w->h.healthy ? 1 : 0;
-    }
+    workload_mgr_counts(m, &total, &healthy);
     return json_pack("{s:i, s:i, s:b}", "total", total, "healthy", healthy, "managed", m != NULL);
 }

@@ -25,6 +25,7 @@ struct api {
     int port;
     struct metric *controller_state;
     struct workload_mgr *workloads;   /* NULL when not managing workloads */
+    uv_timer_t sampler;               /* closes a timeline bucket every TIMELINE_BUCKET_S */
 };
 
 /* All pointers must outlive the api; token may be NULL (no protection). */

@@ -13,6 +13,7 @@
 #include <stdint.h>
 
 #include "highlander/config.h"
+#include "highlander/timeline.h"
 
 #define STATUS_HISTORY 100
 
@@ -55,6 +56,8 @@ struct status {
     struct leadership_event history[STATUS_HISTORY];
     unsigned history_len;
     unsigned history_next;
+    /* what the dashboard draws (timeline.h) */
+    struct timeline timeline;
 };
 
 void status_init(struct status *st, const struct config *cfg);

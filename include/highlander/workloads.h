@@ -31,6 +31,8 @@ json_t *workload_mgr_get_json(struct workload_mgr *w, const char *name, const ch
 json_t *workload_mgr_names_json(struct workload_mgr *w);
 json_t *workload_mgr_pods_json(struct workload_mgr *w);
 json_t *workload_mgr_summary_json(struct workload_mgr *w);
+/* Number of workloads and of healthy ones (0 and 0 for NULL). */
+void workload_mgr_counts(const struct workload_mgr *w, unsigned *total, unsigned *healthy);
 /* The Go controller's workloadStatus: {type: {name: {active, healthy, namespace}}}. */
 json_t *workload_mgr_status_map_json(struct workload_mgr *w);
 

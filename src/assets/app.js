@@ -158,12 +158,162 @@ function renderTimeline(history) {
   $("timeline").replaceChildren(...items);
 }
 
+// ---- pictures: who led when, and the last hour (SVG built as DOM nodes) ----
+const SVG_NS = "http://www.w3.org/2000/svg";
+
+function svg(tag, attrs, ...children) {
+  const e = document.createElementNS(SVG_NS, tag);
+  for (const [k, v] of Object.entries(attrs || {})) e.setAttribute(k, String(v));
+  for (const c of children) {
+    if (c === null || c === undefined) continue;
+    e.append(c instanceof Node ? c : String(c));
+  }
+  return e;
+}
+
+function clock(t) {
+  return new Date(t * 1000).toLocaleTimeString([], {hour: "2-digit", minute: "2-digit", second: "2-digit"});
+}
+
+function secs(s) {
+  return (s < 10 ? s.toFixed(1) : String(Math.round(s))) + " s";
+}
+
+function shorten(s, n) {
+  return s.length > n ? s.slice(0, n - 1) + "…" : s;
+}
+
+// The time window drawn: the last hour, or less when less was seen (at
+// least a minute), ending now.
+function timeWindow(tl, now) {
+  let first = now;
+  for (const s of tl.spans) first = Math.min(first, s.start);
+  if (tl.series.length) first = Math.min(first, tl.series[0].end - tl.bucketSeconds);
+  let t0 = Math.max(now - tl.windowSeconds, first - 2);
+  if (now - t0 < 60) t0 = now - 60;
+  return [t0, now];
+}
+
+function axis(x, t0, t1, y, x0, x1) {
+  const g = svg("g", {class: "axis-times"}, svg("line", {class: "axis", x1: x0, x2: x1, y1: y, y2: y}));
+  for (let i = 0; i <= 4; i++) {
+    const t = t0 + (t1 - t0) * i / 4;
+    g.append(svg("text", {class: "tick", x: x(t), y: y + 14, "text-anchor": i === 0 ? "start" : i === 4 ? "end" : "middle"},
+                 clock(t)));
+  }
+  return g;
+}
+
+function renderLanes(tl, selfId, now) {
+  const box = $("lanes");
+  const [t0, t1] = timeWindow(tl, now);
+  const spans = tl.spans.filter((s) => (s.end === null ? t1 : s.end) >= t0);
+  const lanes = [];
+  for (const s of spans) if (!lanes.includes(s.leader)) lanes.push(s.leader);
+  if (!lanes.length) {
+    box.replaceChildren(el("div", {class: "empty"}, "no leader seen yet"));
+    return;
+  }
+  const W = 1000, LABEL = 170, LANE = 30, TOP = 4, H = TOP + lanes.length * LANE + 24;
+  const x = (t) => LABEL + (Math.max(t, t0) - t0) / (t1 - t0) * (W - LABEL - 8);
+  const laneY = (leader) => TOP + lanes.indexOf(leader) * LANE;
+  const root = svg("svg", {viewBox: `0 0 ${W} ${H}`, role: "img", "aria-label": "leadership lanes",
+                           "data-lanes": lanes.length, "data-spans": spans.length});
+  for (const id of lanes) {
+    const y = laneY(id);
+    root.append(svg("g", {class: "lane", "data-lane": id}, svg("title", {}, id),
+      svg("rect", {class: "lane-bg", x: LABEL, y: y + 2, width: W - LABEL - 8, height: LANE - 4}),
+      svg("text", {class: "lane-label", x: 4, y: y + LANE / 2 + 4}, shorten(id, 22) + (id === selfId ? " (this)" : ""))));
+  }
+  for (const s of spans) {
+    const end = s.end === null ? t1 : s.end, y = laneY(s.leader);
+    if (s.gapSeconds !== null && s.start >= t0 && s.gapSeconds > 0)
+      root.append(svg("rect", {class: "gap", x: x(s.start - s.gapSeconds), y: TOP,
+                               width: Math.max(1, x(s.start) - x(s.start - s.gapSeconds)), height: lanes.length * LANE}));
+    const cls = "span" + (s.leader === selfId ? " self" : "") + (s.end === null ? " open" : "");
+    root.append(svg("rect", {class: cls, x: x(s.start), y: y + 6, width: Math.max(2, x(end) - x(s.start)),
+                             height: LANE - 12, "data-leader": s.leader, "data-how": s.how, "data-token": s.fencingToken},
+      svg("title", {}, `${s.leader} · token ${s.fencingToken} · ${clock(s.start)} – ` +
+                       (s.end === null ? "now" : clock(s.end)) + ` · ${s.how}` +
+                       (s.gapSeconds !== null ? ` after ${secs(s.gapSeconds)} without a leader` : "") +
+                       (s.ended ? ` · ${s.ended}` : ""))));
+  }
+  // Markers last, so they stay on top: each change of leader, its kind and
+  // the leaderless time before it.
+  for (const s of spans) {
+    if (s.how === "first" || s.start < t0) continue;
+    const y = laneY(s.leader), mx = x(s.start);
+    root.append(svg("line", {class: "marker " + s.how, x1: mx, x2: mx, y1: TOP, y2: TOP + lanes.length * LANE}));
+    const left = mx > W - 130;   // near now: the label goes before the marker
+    root.append(svg("text", {class: "marker-label " + s.how, "data-how": s.how, "data-leader": s.leader,
+                             x: left ? mx - 4 : mx + 4, "text-anchor": left ? "end" : "start", y: y + LANE / 2 + 4},
+                    s.how + " " + secs(s.gapSeconds || 0)));
+  }
+  root.append(axis(x, t0, t1, TOP + lanes.length * LANE + 4, LABEL, W - 8));
+  box.replaceChildren(root);
+}
+
+// A small line chart of one value per bucket; bands where this replica led.
+function chart(tl, now, lines, yUnit, label) {
+  const [t0, t1] = timeWindow(tl, now);
+  const pts = tl.series.filter((b) => b.end >= t0);
+  const W = 480, H = 170, L = 44, R = 8, T = 8, B = 22;
+  const x = (t) => L + (Math.max(t, t0) - t0) / (t1 - t0) * (W - L - R);
+  let ymax = 0;
+  for (const b of pts) for (const ln of lines) if (b[ln.key] !== null) ymax = Math.max(ymax, b[ln.key]);
+  ymax = ymax > 0 ? ymax * 1.15 : 1;
+  const y = (v) => T + (1 - v / ymax) * (H - T - B);
+  const root = svg("svg", {viewBox: `0 0 ${W} ${H}`, role: "img", "aria-label": label, "data-points": pts.length});
+  for (const b of pts)
+    if (b.leading)
+      root.append(svg("rect", {class: "led", x: x(b.end - tl.bucketSeconds), y: T,
+                               width: Math.max(1, x(b.end) - x(b.end - tl.bucketSeconds)), height: H - T - B}));
+  for (const ln of lines) {
+    const p = pts.filter((b) => b[ln.key] !== null).map((b) => `${x(b.end).toFixed(1)},${y(b[ln.key]).toFixed(1)}`);
+    if (p.length === 1) p.push(p[0].replace(/^[^,]*/, (v) => String(Number(v) + 2)));
+    if (p.length) root.append(svg("polyline", {class: "line " + ln.cls, points: p.join(" "), "data-key": ln.key}));
+  }
+  for (const b of pts)
+    if (b.errors)
+      root.append(svg("circle", {class: "err", cx: x(b.end), cy: T + 3, r: 3},
+                      svg("title", {}, `${b.errors} of ${b.ops} round trips failed before ${clock(b.end)}`)));
+  root.append(svg("line", {class: "axis", x1: L, x2: L, y1: T, y2: H - B}));
+  root.append(svg("text", {class: "tick", x: L - 4, y: T + 10, "text-anchor": "end"}, ymax.toFixed(ymax < 10 ? 1 : 0)));
+  root.append(svg("text", {class: "tick", x: L - 4, y: H - B, "text-anchor": "end"}, "0"));
+  root.append(svg("text", {class: "tick", x: L - 4, y: T + 24, "text-anchor": "end"}, yUnit));
+  root.append(svg("text", {class: "tick", x: L, y: H - 6}, clock(t0)));
+  root.append(svg("text", {class: "tick", x: W - R, y: H - 6, "text-anchor": "end"}, clock(t1)));
+  if (!pts.length)
+    root.append(svg("text", {class: "tick", x: W / 2, y: H / 2, "text-anchor": "middle"},
+                    `collecting: a point every ${tl.bucketSeconds} s`));
+  return root;
+}
+
+function renderSeries(tl, now) {
+  const last = tl.series.length ? tl.series[tl.series.length - 1] : null;
+  const errors = tl.series.reduce((n, b) => n + b.errors, 0);
+  $("latency-chart").replaceChildren(chart(tl, now, [{key: "maxMs", cls: "latency"}], "ms", "lease round trip"));
+  $("latency-note").textContent = last && last.maxMs !== null
+    ? `(last ${last.maxMs.toFixed(1)} ms, mean ${last.meanMs.toFixed(1)} ms; ${errors} failed in the window)` : "";
+  $("health-chart").replaceChildren(chart(tl, now, [{key: "total", cls: "total"}, {key: "healthy", cls: "healthy"}],
+                                          "count", "workload health"));
+  $("health-note").textContent = !last ? "" : last.total === null ? "(no workload manager)"
+    : `(${last.healthy} of ${last.total} now)`;
+}
+
+function renderPictures(d) {
+  const now = Date.now() / 1000;
+  renderLanes(d.timeline, d.status.leaderID, now);
+  renderSeries(d.timeline, now);
+}
+
 // Moves the values that change by themselves, without rebuilding the page.
 function tick() {
   for (const e of document.querySelectorAll(".uptime[data-since]"))
     e.textContent = duration((Date.now() - Date.parse(e.dataset.since)) / 1000);
   for (const e of document.querySelectorAll(".age[data-since]"))
     e.textContent = age(e.dataset.since);
+  if (last) renderPictures(last);   // the window's end is now
 }
 
 function render(d) {
@@ -171,6 +321,7 @@ function render(d) {
   renderWorkloads(d.workloads, d.status.workloadSummary);
   renderPods(d.pods);
   renderTimeline(d.history);
+  renderPictures(d);
 }
 
 function setOffline(isOffline) {

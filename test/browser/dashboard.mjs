@@ -5,7 +5,8 @@
 // $OUT_DIR.
 //
 // Environment: LEADER_URL FOLLOWER_URL LEADER_ID FOLLOWER_ID FOLLOWER_PID
-// KUBECTL KUBECONFIG NS OUT_DIR [CHROMIUM]
+// LEADER_PID THIRD_URL THIRD_ID THIRD_PID KUBECTL KUBECONFIG NS OUT_DIR
+// [CHROMIUM]
 import { chromium } from "playwright-core";
 import { execFileSync } from "node:child_process";
 import { mkdirSync } from "node:fs";
@@ -205,6 +206,85 @@ spec: {image: busybox, script: {commands: ["sleep 100"]}}
     const box = await phone.locator(".card").first().boundingBox();
     assert.ok(box.width <= 360 && box.x >= 0, JSON.stringify(box));
     await phone.screenshot({ path: `${OUT}/mobile.png`, fullPage: true });
+  });
+
+  // The pictures: lanes of who led when, lease round trips and health.
+  const attr = (v) => JSON.stringify(v);   // ids go into selectors quoted
+  await run("pictures: leader view", async () => {
+    const lane = leader.locator(`#lanes g.lane[data-lane=${attr(env.LEADER_ID)}]`);
+    await lane.waitFor({ timeout: 5000 });
+    assert.equal(await lane.locator(":scope > title").textContent(), env.LEADER_ID);   // full id, as text
+    assert.ok((await lane.locator(".lane-label").textContent()).endsWith("(this)"));
+    await leader.locator(`#lanes rect.span.self.open[data-leader=${attr(env.LEADER_ID)}]`).waitFor({ timeout: 5000 });
+    assert.equal(await leader.locator("#lanes script, #lanes img, #lanes foreignObject").count(), 0);
+    // A point every 10 s: wait for the first closed bucket.
+    await leader.locator("#latency-chart polyline[data-key=maxMs]").waitFor({ state: "attached", timeout: 25000 });
+    await leader.locator("#health-chart polyline[data-key=healthy]").waitFor({ state: "attached", timeout: 5000 });
+    await leader.locator("#health-chart polyline[data-key=total]").waitFor({ state: "attached", timeout: 5000 });
+    assert.ok((await leader.locator("#latency-chart rect.led").count()) >= 1, "the leader's buckets are marked");
+    // The notes say what the controller's own series says.
+    await until("the health note matching /api/timeline", async () => {
+      const tl = await api(env.LEADER_URL, "/api/timeline");
+      const b = tl.series[tl.series.length - 1];
+      return b.total > 0 && (await leader.locator("#health-note").textContent()) === `(${b.healthy} of ${b.total} now)`;
+    }, 15000);
+    await until("the latency note", async () =>
+      /^\(last [0-9.]+ ms, mean [0-9.]+ ms; 0 failed in the window\)$/.test(await leader.locator("#latency-note").textContent()), 5000);
+    await leader.locator("#lanes").scrollIntoViewIfNeeded();
+    await leader.screenshot({ path: `${OUT}/pictures.png`, fullPage: true });
+  });
+
+  await run("pictures: follower view", async () => {
+    const span = follower.locator(`#lanes rect.span.open[data-leader=${attr(env.LEADER_ID)}]`);
+    await span.waitFor({ timeout: 5000 });
+    assert.equal(await span.getAttribute("data-how"), "first");   // led before this replica came
+    assert.equal(await follower.locator("#lanes rect.span.self").count(), 0);
+    await follower.locator("#latency-chart polyline[data-key=maxMs]").waitFor({ state: "attached", timeout: 25000 });
+    assert.equal(await follower.locator("#latency-chart rect.led").count(), 0, "a follower never led");
+  });
+
+  const replicas = [{ id: env.FOLLOWER_ID, url: env.FOLLOWER_URL, pid: env.FOLLOWER_PID, page: follower },
+                    { id: env.THIRD_ID, url: env.THIRD_URL, pid: env.THIRD_PID, page: await openPage(env.THIRD_URL) }];
+  const leaderAmong = async (list) => {
+    for (const r of list) if ((await api(r.url, "/api/status")).isLeader) return r;
+    return null;
+  };
+  const marker = async (r, how) => {
+    const m = r.page.locator(`#lanes text.marker-label[data-how=${how}][data-leader=${attr(r.id)}]`);
+    await m.waitFor({ timeout: 10000 });
+    const label = await m.textContent();
+    const match = label.match(new RegExp(`^${how} ([0-9.]+) s$`));
+    assert.ok(match, label);
+    await r.page.locator("#role", { hasText: "LEADER" }).waitFor({ timeout: 5000 });
+    await r.page.locator(`#lanes rect.span.self.open[data-leader=${attr(r.id)}]`).waitFor({ timeout: 5000 });
+    return Number(match[1]);
+  };
+  let next;
+  await run("handover seen live", async () => {
+    await replicas[1].page.locator(`#lanes g.lane[data-lane=${attr(env.LEADER_ID)}]`).waitFor({ timeout: 5000 });
+    process.kill(Number(env.LEADER_PID), "SIGTERM");   // releases the lease
+    next = await until("a new leader", () => leaderAmong(replicas), 10000);
+    const gap = await marker(next, "handover");
+    assert.ok(gap < 3, `handover took ${gap} s`);
+    // The other replica saw it too, as a handover between the two others.
+    const other = replicas.find((r) => r !== next);
+    await other.page.locator(`#lanes rect.span[data-how=handover][data-leader=${attr(next.id)}]`).waitFor({ timeout: 5000 });
+    await next.page.locator("#lanes").scrollIntoViewIfNeeded();
+    await next.page.screenshot({ path: `${OUT}/handover.png`, fullPage: true });
+    results.push(`  handover to ${next.id} in ${gap} s`);
+  });
+
+  await run("failover seen live", async () => {
+    const last = replicas.find((r) => r !== next);
+    process.kill(Number(next.pid), "SIGKILL");         // no release: the lease must run out
+    await until("the last replica leading", async () => (await leaderAmong([last])) === last, 15000);
+    const gap = await marker(last, "failover");
+    assert.ok(gap > 0 && gap < 10, `failover took ${gap} s`);
+    // Three leaders seen by the last one: the first, the one it handed to, itself.
+    assert.equal(await last.page.locator("#lanes svg").getAttribute("data-lanes"), "3");
+    await last.page.locator("#lanes").scrollIntoViewIfNeeded();
+    await last.page.screenshot({ path: `${OUT}/failover.png`, fullPage: true });
+    results.push(`  failover to ${last.id} in ${gap} s`);
   });
 
   await run("no foreign requests, no console errors", async () => {

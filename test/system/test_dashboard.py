@@ -1,7 +1,9 @@
 """The dashboard in a real browser: test/browser/dashboard.mjs drives
-Debian's chromium with playwright-core against two real replicas (real
+Debian's chromium with playwright-core against three real replicas (real
 Redis, the local control plane).  The replica ids and a resource's error
-carry markup, so the page must render them as text."""
+carry markup, so the page must render them as text.  At the end the leader
+is stopped (a handover) and its successor killed (a failover), both watched
+live on the pictures of the replicas that take over."""
 import os
 import shutil
 import subprocess
@@ -17,6 +19,7 @@ CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
 NODE_MODULES = os.path.join(ROOT, "test", "browser", "node_modules", "playwright-core")
 LEADER_ID = "a<script>window.__pwned=1</script>"
 FOLLOWER_ID = "b<img/src=x/onerror=window.__pwned=2>"
+THIRD_ID = "c-third"
 
 RESOURCES = """
 apiVersion: highlander.plexobject.io/v1
@@ -42,19 +45,26 @@ def test_dashboard_in_browser(kube, controller_factory):
         first = cl.add(LEADER_ID)
         cl.wait_one_leader(timeout=15, among=[first])
         second = cl.add(FOLLOWER_ID)
+        third = cl.add(THIRD_ID)
         out_dir = os.path.join(ROOT, "build", "browser")
         shutil.rmtree(out_dir, ignore_errors=True)
         env = dict(os.environ, LEADER_URL="http://127.0.0.1:%d" % first.port,
                    FOLLOWER_URL="http://127.0.0.1:%d" % second.port, LEADER_ID=LEADER_ID, FOLLOWER_ID=FOLLOWER_ID,
-                   FOLLOWER_PID=str(second.proc.pid), KUBECTL=os.path.join(kube.bin, "kubectl"),
+                   FOLLOWER_PID=str(second.proc.pid), LEADER_PID=str(first.proc.pid),
+                   THIRD_URL="http://127.0.0.1:%d" % third.port, THIRD_ID=THIRD_ID, THIRD_PID=str(third.proc.pid),
+                   KUBECTL=os.path.join(kube.bin, "kubectl"),
                    KUBECONFIG=kube.kubeconfig, NS=ns, OUT_DIR=out_dir, CHROMIUM=CHROMIUM)
         p = subprocess.run(["node", os.path.join(ROOT, "test", "browser", "dashboard.mjs")], env=env,
                            capture_output=True, timeout=240)
         print(p.stdout.decode())
         assert p.returncode == 0, p.stdout.decode() + p.stderr.decode()
-        for shot in ("leader", "follower", "workload-details", "hostile", "hostile-pod", "unreachable", "mobile"):
+        for shot in ("leader", "follower", "workload-details", "hostile", "hostile-pod", "unreachable", "mobile",
+                     "pictures", "handover", "failover"):
             assert os.path.getsize(os.path.join(out_dir, shot + ".png")) > 1000, shot
-        assert first.proc.poll() is None and second.proc.poll() is None
+        # The leader stopped cleanly; of the other two, the one that took
+        # over was killed and the last one leads.
+        assert first.proc.wait(timeout=10) == 0
+        assert len(cl.alive()) == 1 and cl.leaders() == cl.alive()
     finally:
         for c in cl.alive():
             c.terminate()

@@ -400,3 +400,127 @@ def test_manifest_deployment_runs(kube, tmp_path, controller_factory):
         check_pod_run(kube, ctl, "highlander", "manifest-run")
     finally:
         redis.stop()
+
+
+# ---- GitOps examples (docs/deployment.md, "GitOps") -------------------------
+
+GITOPS = os.path.join(MANIFESTS, "gitops")
+GITOPS_FILES = ["flux-kustomization.yaml", "flux-helmrelease.yaml", "argocd-application.yaml"]
+GITOPS_CRDS = ["kustomizations.kustomize.toolkit.fluxcd.io", "gitrepositories.source.toolkit.fluxcd.io",
+               "helmrepositories.source.toolkit.fluxcd.io", "ocirepositories.source.toolkit.fluxcd.io",
+               "helmreleases.helm.toolkit.fluxcd.io", "applications.argoproj.io", "appprojects.argoproj.io"]
+
+
+@pytest.fixture(scope="module")
+def gitops_crds(kube):
+    """Flux's and Argo CD's CRDs from their Go modules (test/cluster/gitops-crds.sh), installed for real."""
+    p = subprocess.run(["bash", os.path.join(ROOT, "test/cluster/gitops-crds.sh")], capture_output=True)
+    assert p.returncode == 0, p.stderr.decode()
+    crd_dir = p.stdout.decode().strip()
+    for f in sorted(os.listdir(crd_dir)):
+        if f.endswith(".yaml"):
+            kube.kubectl("apply", "--server-side", "--force-conflicts", "-f", os.path.join(crd_dir, f))
+    kube.kubectl("wait", "--for=condition=Established", *["crd/" + c for c in GITOPS_CRDS], "--timeout=60s")
+    for ns in ("flux-system", "argocd", "highlander"):
+        kube.kubectl("create", "namespace", ns, check=False)
+
+
+def gitops_objects(kube, name):
+    return as_json(kube, open(os.path.join(GITOPS, name)).read())
+
+
+def test_gitops_examples_are_the_documented_ones():
+    doc = open(os.path.join(ROOT, "docs", "deployment.md")).read()
+    for name in GITOPS_FILES:
+        text = open(os.path.join(GITOPS, name)).read()
+        assert "```yaml\n" + text + "```" in doc, "docs/deployment.md does not show manifests/gitops/" + name
+
+
+def dry_run(kube, text, ns=None):
+    args = ["apply", "--dry-run=server", "-f", "-"] + (["-n", ns] if ns else [])
+    return kube.kubectl(*args, input=text.encode())
+
+
+def test_flux_kustomization_and_what_it_applies(kube, gitops_crds, monitoring_crds):
+    out = kube.kubectl("apply", "--dry-run=server", "-f", os.path.join(GITOPS, "flux-kustomization.yaml"))
+    assert "gitrepository.source.toolkit.fluxcd.io/highlander" in out, out
+    assert "kustomization.kustomize.toolkit.fluxcd.io/highlander" in out, out
+    ks = [o for o in gitops_objects(kube, "flux-kustomization.yaml") if o["kind"] == "Kustomization"][0]
+    # What Flux builds from spec.path: this repository's kustomization.
+    kube.kubectl("apply", "-f", os.path.join(MANIFESTS, "namespace.yaml"))
+    out = kube.kubectl("apply", "--dry-run=server", "-k", os.path.join(ROOT, ks["spec"]["path"]))
+    assert "deployment.apps/highlander" in out and "customresourcedefinition" in out, out
+
+
+def chart_values_file(values, tag):
+    path = "/tmp/hl-gitops-%s.json" % tag
+    with open(path, "w") as f:
+        json.dump(values, f)   # JSON is YAML
+    return path
+
+
+def check_rendered_config(kube, rendered, ns, tenant):
+    """The config the rendered chart mounts, with the env its Deployment
+    sets, passes --check-config and names the values' tenant."""
+    objs = as_json(kube, rendered)
+    cm = [o for o in objs if o["kind"] == "ConfigMap"][0]
+    dep = [o for o in objs if o["kind"] == "Deployment"][0]
+    secrets = {o["metadata"]["name"]: o.get("stringData", {}) for o in objs if o["kind"] == "Secret"}
+    path = "/tmp/hl-gitops-%s.yaml" % ns
+    with open(path, "w") as f:
+        f.write(cm["data"]["config.yaml"])
+    env = pod_env(dep["spec"]["template"]["spec"]["containers"][0], secrets, "pod-x", ns, external_secrets=True)
+    env["PATH"] = os.environ["PATH"]
+    p = subprocess.run([BIN, "--config", path, "--check-config"], capture_output=True, env=env)
+    os.unlink(path)
+    assert p.returncode == 0, p.stdout.decode() + p.stderr.decode()
+    assert json.loads(p.stdout)["tenant"] == tenant
+    return dep
+
+
+def test_flux_helmrelease_and_what_it_installs(kube, gitops_crds, monitoring_crds):
+    out = kube.kubectl("apply", "--dry-run=server", "-f", os.path.join(GITOPS, "flux-helmrelease.yaml"))
+    for obj in ("gitrepository.source.toolkit.fluxcd.io/highlander-chart",
+                "gitrepository.source.toolkit.fluxcd.io/highlander-crds",
+                "kustomization.kustomize.toolkit.fluxcd.io/highlander-crds", "helmrelease.helm.toolkit.fluxcd.io/highlander"):
+        assert obj in out, out
+    objs = gitops_objects(kube, "flux-helmrelease.yaml")
+    hr = [o for o in objs if o["kind"] == "HelmRelease"][0]
+    src = [o for o in objs if o["metadata"]["name"] == hr["spec"]["chart"]["spec"]["sourceRef"]["name"]][0]
+    assert src["kind"] == "GitRepository"
+    # The chart the source keeps, rendered as helm-controller does (release
+    # name = the HelmRelease's, its namespace, its values).
+    chart = os.path.join(ROOT, hr["spec"]["chart"]["spec"]["chart"])
+    ns = hr["metadata"]["namespace"]
+    path = chart_values_file(hr["spec"]["values"], "flux")
+    rendered = render(hr["metadata"]["name"], chart, "-n", ns, "-f", path)
+    os.unlink(path)
+    out = dry_run(kube, rendered, ns)
+    assert "deployment.apps/highlander" in out and "poddisruptionbudget.policy/highlander" in out, out
+    dep = check_rendered_config(kube, rendered, ns, hr["spec"]["values"]["tenant"])
+    assert dep["spec"]["replicas"] == hr["spec"]["values"]["replicas"]
+    # The CRD source keeps exactly manifests/crds.yaml, which holds the CRDs.
+    crd_src = [o for o in objs if o["metadata"]["name"] == "highlander-crds" and o["kind"] == "GitRepository"][0]
+    assert crd_src["spec"]["ignore"].split() == ["/*", "!/manifests/crds.yaml"]
+    kinds = {o["kind"] for o in as_json(kube, open(os.path.join(MANIFESTS, "crds.yaml")).read())}
+    assert kinds == {"CustomResourceDefinition"}
+
+
+def test_argocd_applications_and_what_they_sync(kube, gitops_crds, monitoring_crds):
+    out = kube.kubectl("apply", "--dry-run=server", "-f", os.path.join(GITOPS, "argocd-application.yaml"))
+    assert "application.argoproj.io/highlander-crds" in out and "application.argoproj.io/highlander" in out, out
+    apps = {o["metadata"]["name"]: o for o in gitops_objects(kube, "argocd-application.yaml")}
+    crds = apps["highlander-crds"]["spec"]["source"]
+    assert crds["directory"]["include"] == "crds.yaml"
+    out = kube.kubectl("apply", "--dry-run=server", "-f", os.path.join(ROOT, crds["path"], "crds.yaml"))
+    assert "customresourcedefinition.apiextensions.k8s.io/workloadprocesses.highlander.plexobject.io" in out, out
+    app = apps["highlander"]["spec"]
+    ns = app["destination"]["namespace"]
+    path = chart_values_file(app["source"]["helm"]["valuesObject"], "argo")
+    rendered = render(app["source"]["helm"]["releaseName"], os.path.join(ROOT, app["source"]["path"]), "-n", ns,
+                      "-f", path)
+    os.unlink(path)
+    out = dry_run(kube, rendered, ns)
+    assert "deployment.apps/highlander" in out and "configmap/highlander-config" in out, out
+    dep = check_rendered_config(kube, rendered, ns, app["source"]["helm"]["valuesObject"]["tenant"])
+    assert dep["spec"]["replicas"] == app["source"]["helm"]["valuesObject"]["replicas"]

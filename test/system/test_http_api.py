@@ -131,8 +131,40 @@ def test_dashboard_files(controller):
     assert controller.get("/assets/nope.js")[0] == 404
     assert controller.get("/assets/../api/status")[0] == 404
     status, doc = controller.get_json("/api/dashboard")
-    assert status == 200 and set(doc["data"]) == {"status", "store", "workloads", "pods", "history"}
+    assert status == 200 and set(doc["data"]) == {"status", "store", "workloads", "pods", "history", "timeline"}
     assert controller.request("POST", "/")[0] == 405
+
+
+def test_timeline_route(controller_factory):
+    """/api/timeline: the data of the dashboard's pictures, the same as in
+    /api/dashboard; a leader that has run for a moment has one open span of
+    its own (the first it saw)."""
+    from lease_helpers import LEASE_ENV, RedisServer
+    redis = RedisServer()
+    try:
+        controller = controller_factory(env=dict(LEASE_ENV, HIGHLANDER_REDIS_ADDR="127.0.0.1:%d" % redis.port,
+                                                 HIGHLANDER_ID="tl-1"))
+        check_timeline(controller)
+    finally:
+        redis.stop()
+
+
+def check_timeline(controller):
+    deadline = time.time() + 10
+    while time.time() < deadline:
+        status, doc = controller.get_json("/api/timeline")
+        assert status == 200
+        tl = doc["data"]
+        if tl["spans"]:
+            break
+        time.sleep(0.1)
+    assert tl["bucketSeconds"] == 10 and tl["windowSeconds"] == 3600
+    assert isinstance(tl["series"], list)
+    own = tl["spans"][-1]
+    assert own["end"] is None and own["how"] == "first" and own["gapSeconds"] is None and own["ended"] == ""
+    assert own["fencingToken"] > 0 and abs(own["start"] - time.time()) < 60
+    assert own["leader"] == "tl-1"
+    assert controller.get_json("/api/dashboard")[1]["data"]["timeline"]["spans"][-1]["leader"] == "tl-1"
 
 
 def test_dashboard_polls_get_304_while_nothing_changes(controller):
