@@ -97,7 +97,9 @@ static void req_dropped(void *arg)
 
 static void send_req(struct fence *f, const char *method, const char *path, const json_t *body, kube_response_cb cb)
 {
-    struct kube_request_opts o = {.method = method, .path = path, .body = body, .timeout_ms = f->timeout_ms};
+    /* The fence is part of leadership: it does not wait behind workloads. */
+    struct kube_request_opts o = {.method = method, .path = path, .body = body, .timeout_ms = f->timeout_ms,
+                                  .priority = KUBE_PRIO_LEASE};
 
     f->req = kube_request(f->k, &o, cb, f);
     kube_own(f->req, f, req_dropped);

@@ -3,8 +3,9 @@
  *
  * curl tells us which sockets to watch (CURLMOPT_SOCKETFUNCTION: one
  * uv_poll_t per socket, freed in its close callback) and when to wake it
- * (CURLMOPT_TIMERFUNCTION: one uv_timer_t).  Requests wait in a queue
- * ordered by due time until the token bucket lets them go; failures that
+ * (CURLMOPT_TIMERFUNCTION: one uv_timer_t).  Requests wait in one queue
+ * per priority (kube.h), each ordered by due time, until the token bucket
+ * lets them go (lease requests do not wait for it); failures that
  * may succeed later (connection errors, 429, 5xx) go back into the queue
  * with jittered backoff or the server's Retry-After.  A second timer
  * drives the queue.  Requests cancelled from inside curl's callbacks are
@@ -51,6 +52,7 @@ struct kube_req {
     long retry_after_s;
     int stream_error;        /* streaming, but the status says error: buffer */
     int cancelled;
+    enum kube_priority prio;
     uint64_t due_ms;
     struct kube_req *prev, *next;
 };
@@ -73,7 +75,7 @@ struct kube_client {
     struct kube_client_opts opts;
     double tokens;
     uint64_t refill_ms;
-    struct kube_req *pending;  /* ordered by due_ms */
+    struct kube_req *pending[KUBE_PRIO_COUNT]; /* each ordered by due_ms */
     struct kube_req *active;
     struct kube_req *reap;     /* cancelled while curl was calling us */
     int in_curl;
@@ -109,7 +111,7 @@ static void push_front(struct kube_req **head, struct kube_req *r)
 
 static void insert_pending(struct kube_client *k, struct kube_req *r)
 {
-    struct kube_req *p = k->pending, *last = NULL;
+    struct kube_req *p = k->pending[r->prio], *last = NULL;
 
     r->state = REQ_PENDING;
     while (p && p->due_ms <= r->due_ms) {
@@ -123,7 +125,7 @@ static void insert_pending(struct kube_client *k, struct kube_req *r)
     if (last)
         last->next = r;
     else
-        k->pending = r;
+        k->pending[r->prio] = r;
 }
 
 static void req_free(struct kube_req *r)
@@ -406,9 +408,23 @@ static void on_queue_timer(uv_timer_t *t)
     run_queue(container_of(t, struct kube_client, queue_timer));
 }
 
+/* The next request to start now: a due lease request, else a due normal
+ * one, else a due low one; NULL when none is due. */
+static struct kube_req *next_due(const struct kube_client *k, uint64_t now)
+{
+    static const enum kube_priority order[] = {KUBE_PRIO_LEASE, KUBE_PRIO_NORMAL, KUBE_PRIO_LOW};
+
+    for (size_t i = 0; i < ARRAY_SIZE(order); i++) {
+        struct kube_req *r = k->pending[order[i]];
+        if (r && r->due_ms <= now)
+            return r;
+    }
+    return NULL;
+}
+
 static void run_queue(struct kube_client *k)
 {
-    uint64_t now = time_mono_ms();
+    uint64_t now = time_mono_ms(), wake = UINT64_MAX, token_at = now;
     struct kube_req *r;
 
     if (k->closing)
@@ -417,14 +433,15 @@ static void run_queue(struct kube_client *k)
     if (k->tokens > k->opts.burst)
         k->tokens = k->opts.burst;
     k->refill_ms = now;
-    while ((r = k->pending) != NULL && r->due_ms <= now) {
-        if (k->tokens < 1.0) {
-            uint64_t wait = (uint64_t)((1.0 - k->tokens) * 1000.0 / k->opts.qps) + 1;
-            uv_timer_start(&k->queue_timer, on_queue_timer, wait, 0);
-            return;
-        }
+    while ((r = next_due(k, now)) != NULL) {
+        if (r->prio != KUBE_PRIO_LEASE && k->tokens < 1.0)
+            break;
+        /* Lease requests count too, so the bucket may go below zero (not
+         * below -burst) and the others wait the longer. */
         k->tokens -= 1.0;
-        unlink_req(&k->pending, r);
+        if (k->tokens < -(double)k->opts.burst)
+            k->tokens = -(double)k->opts.burst;
+        unlink_req(&k->pending[r->prio], r);
         if (start_req(k, r) != 0) {
             struct kube_response res;
             memset(&res, 0, sizeof(res));
@@ -434,8 +451,20 @@ static void run_queue(struct kube_client *k)
             req_free(r);
         }
     }
-    if (k->pending)
-        uv_timer_start(&k->queue_timer, on_queue_timer, k->pending->due_ms - now, 0);
+    if (k->tokens < 1.0)
+        token_at = now + (uint64_t)((1.0 - k->tokens) * 1000.0 / k->opts.qps) + 1;
+    for (int p = 0; p < KUBE_PRIO_COUNT; p++) {
+        uint64_t at;
+        if ((r = k->pending[p]) == NULL)
+            continue;
+        at = r->due_ms;
+        if (p != KUBE_PRIO_LEASE && at < token_at)
+            at = token_at;
+        if (at < wake)
+            wake = at;
+    }
+    if (wake != UINT64_MAX)
+        uv_timer_start(&k->queue_timer, on_queue_timer, wake > now ? wake - now : 0, 0);
 }
 
 static uint64_t backoff_ms(int attempt)
@@ -648,6 +677,7 @@ struct kube_req *kube_request(struct kube_client *k, const struct kube_request_o
             oom_abort(0);
     }
     r->patch = o->patch;
+    r->prio = o->priority < KUBE_PRIO_COUNT ? o->priority : KUBE_PRIO_NORMAL;
     r->timeout_ms = o->timeout_ms > 0 ? o->timeout_ms : k->opts.timeout_ms;
     r->no_retry = o->no_retry;
     r->on_chunk = o->on_chunk;
@@ -687,7 +717,7 @@ void kube_cancel(struct kube_client *k, struct kube_req *r)
     if (r->state == REQ_ACTIVE || r->state == REQ_PENDING)
         req_drop(r);
     if (r->state == REQ_PENDING) {
-        unlink_req(&k->pending, r);
+        unlink_req(&k->pending[r->prio], r);
         req_free(r);
         return;
     }
@@ -729,10 +759,12 @@ void kube_client_close(struct kube_client *k, void (*cb)(void *arg), void *arg)
     k->closing = 1;
     k->close_cb = cb;
     k->close_arg = arg;
-    while ((r = k->pending) != NULL) {
-        unlink_req(&k->pending, r);
-        req_drop(r);
-        req_free(r);
+    for (int p = 0; p < KUBE_PRIO_COUNT; p++) {
+        while ((r = k->pending[p]) != NULL) {
+            unlink_req(&k->pending[p], r);
+            req_drop(r);
+            req_free(r);
+        }
     }
     while ((r = k->active) != NULL) {
         curl_multi_remove_handle(k->multi, r->easy);
@@ -798,7 +830,13 @@ struct kube_req *kube_get(struct kube_client *k, const char *path, kube_response
 struct kube_req *kube_create(struct kube_client *k, const char *collection, const json_t *obj,
                              kube_response_cb cb, void *arg)
 {
-    struct kube_request_opts o = {.method = "POST", .path = collection, .body = obj};
+    return kube_create_prio(k, KUBE_PRIO_NORMAL, collection, obj, cb, arg);
+}
+
+struct kube_req *kube_create_prio(struct kube_client *k, enum kube_priority prio, const char *collection,
+                                  const json_t *obj, kube_response_cb cb, void *arg)
+{
+    struct kube_request_opts o = {.method = "POST", .path = collection, .body = obj, .priority = prio};
     return kube_request(k, &o, cb, arg);
 }
 
@@ -812,7 +850,13 @@ struct kube_req *kube_update(struct kube_client *k, const char *path, const json
 struct kube_req *kube_patch(struct kube_client *k, const char *path, enum kube_patch type, const json_t *patch,
                             kube_response_cb cb, void *arg)
 {
-    struct kube_request_opts o = {.method = "PATCH", .path = path, .body = patch, .patch = type};
+    return kube_patch_prio(k, KUBE_PRIO_NORMAL, path, type, patch, cb, arg);
+}
+
+struct kube_req *kube_patch_prio(struct kube_client *k, enum kube_priority prio, const char *path,
+                                 enum kube_patch type, const json_t *patch, kube_response_cb cb, void *arg)
+{
+    struct kube_request_opts o = {.method = "PATCH", .path = path, .body = patch, .patch = type, .priority = prio};
     return kube_request(k, &o, cb, arg);
 }
 

@@ -115,7 +115,7 @@ static void patch_count(struct kube_events *e, int slot)
     p->slot = slot;
     p->key = xstrdup(s->key);
     s->busy = 1;
-    kube_own(kube_patch(e->k, path, KUBE_PATCH_MERGE, patch, posted, p), p, post_drop);
+    kube_own(kube_patch_prio(e->k, KUBE_PRIO_LOW, path, KUBE_PATCH_MERGE, patch, posted, p), p, post_drop);
     json_decref(patch);
     free(path);
 }
@@ -194,7 +194,7 @@ void kube_events_post(struct kube_events *e, const json_t *involved, const char 
         p->slot = free_slot;
         p->key = xstrdup(s->key);
         if (ev)
-            kube_own(kube_create(e->k, coll, ev, posted, p), p, post_drop);
+            kube_own(kube_create_prio(e->k, KUBE_PRIO_LOW, coll, ev, posted, p), p, post_drop);
         else {
             s->busy = 0;
             free(p->key);

@@ -200,7 +200,8 @@ static struct kube_req *send_req(struct k8s_backend *kb, const char *method, con
                                   .body = body,
                                   .timeout_ms = op_timeout_ms(kb),
                                   .no_retry = 1,
-                                  .delay_ms = delay_ms};
+                                  .delay_ms = delay_ms,
+                                  .priority = KUBE_PRIO_LEASE};
 
     return kube_request(kb->k, &o, cb, arg);
 }

@@ -95,7 +95,9 @@ static void send_status(struct workload_mgr *m, struct workload *w, char *text)
     sw->m = m;
     sw->w = wl_ref(w);
     w->status_inflight = 1;
-    kube_own(kube_patch(m->k, path, KUBE_PATCH_MERGE, patch, status_written, sw), sw, status_dropped);
+    /* Status goes after object writes: it must never hold them back. */
+    kube_own(kube_patch_prio(m->k, KUBE_PRIO_LOW, path, KUBE_PATCH_MERGE, patch, status_written, sw), sw,
+             status_dropped);
     json_decref(patch);
     free(path);
     free(w->status_written);

@@ -92,6 +92,15 @@ typedef int (*kube_chunk_cb)(void *arg, const char *data, size_t len);
 
 enum kube_patch { KUBE_PATCH_NONE = 0, KUBE_PATCH_MERGE, KUBE_PATCH_APPLY, KUBE_PATCH_JSON };
 
+/*
+ * Which requests go first while the rate limit holds them back.  Normal
+ * requests (object reads and writes) always go before low ones (status
+ * write-back, events), which use what the limit leaves; lease requests
+ * (renewals of a coordination.k8s.io Lease) never wait for the limit at
+ * all, though they count against it.  Within a class, by due time.
+ */
+enum kube_priority { KUBE_PRIO_NORMAL = 0, KUBE_PRIO_LEASE, KUBE_PRIO_LOW, KUBE_PRIO_COUNT };
+
 struct kube_request_opts {
     const char *method;       /* GET, POST, PUT, PATCH, DELETE */
     const char *path;         /* /api/v1/..., with query */
@@ -101,6 +110,7 @@ struct kube_request_opts {
     int no_retry;             /* e.g. watches: the informer handles failures */
     kube_chunk_cb on_chunk;   /* stream the body instead of buffering it */
     int delay_ms;             /* start no sooner than this from now */
+    enum kube_priority priority;
 };
 
 struct kube_client *kube_client_new(uv_loop_t *loop, const struct kube_config *cfg,
@@ -136,6 +146,11 @@ struct kube_req *kube_update(struct kube_client *k, const char *path, const json
                              void *arg);
 struct kube_req *kube_patch(struct kube_client *k, const char *path, enum kube_patch type, const json_t *patch,
                             kube_response_cb cb, void *arg);
+/* The same at another priority (status write-back, events: KUBE_PRIO_LOW). */
+struct kube_req *kube_patch_prio(struct kube_client *k, enum kube_priority prio, const char *path,
+                                 enum kube_patch type, const json_t *patch, kube_response_cb cb, void *arg);
+struct kube_req *kube_create_prio(struct kube_client *k, enum kube_priority prio, const char *collection,
+                                  const json_t *obj, kube_response_cb cb, void *arg);
 /* Server-side apply with fieldManager=highlander (force when force != 0). */
 struct kube_req *kube_apply(struct kube_client *k, const char *path, const json_t *obj, int force,
                             kube_response_cb cb, void *arg);

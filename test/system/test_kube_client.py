@@ -168,6 +168,17 @@ def test_rate_limit_is_honoured(kube):
     assert 1.8 <= secs <= 3.0, out
 
 
+def test_priorities_under_the_rate_limit(kube):
+    """Held back by the limit (1 at once, then 5/s), normal requests all go
+    before low ones (status write-back, events) issued earlier, and a
+    lease request goes at once, ahead of both."""
+    rc, out = kube.driver("--qps", "5", "--burst", "1", "priority", "/api/v1/namespaces/default/configmaps", "6",
+                          check=True)
+    got = dict(l.split(None, 1) for l in lines(out))
+    assert got["order"].replace("L", "") == "n" * 6 + "l" * 6, out
+    assert int(got["lease-latency-ms"]) < 150, out
+
+
 def test_events_aggregate_repeats(kube):
     import json
     ns = kube.namespace("t-events")

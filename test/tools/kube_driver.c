@@ -11,11 +11,14 @@
  *   watch GROUP VERSION PLURAL NS  informer: SYNCED/ADDED/MODIFIED/DELETED lines until SIGTERM
  *   modify NS NAME N               N concurrent read-modify-writes of data.counter
  *   burst PATH N                   N GETs at once: elapsed time and rate
+ *   priority PATH N                N low, then N normal, then 1 lease GET at once: the order
+ *                                  they finished in (l, n, L) and the lease GET's latency
  *   create-many NS N [PREFIX]      N ConfigMaps at once (use --qps/--burst)
  *   update-many NS N [PREFIX]      a merge patch to each of them at once
  *   event NS NAME N                the same Warning event about ConfigMap NAME, N times
  */
 #include <signal.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -296,6 +299,46 @@ static void burst_done(void *arg, const struct kube_response *res)
     }
 }
 
+/* ---- priority ------------------------------------------------------------ */
+
+static char prio_order[512];
+static size_t prio_len;
+
+static void prio_done(void *arg, const struct kube_response *res)
+{
+    char c = (char)(intptr_t)arg;
+
+    if (res->status != 200)
+        exit_code = 1;
+    if (prio_len + 1 < sizeof(prio_order))
+        prio_order[prio_len++] = c;
+    if (c == 'L')
+        printf("lease-latency-ms %llu\n", (unsigned long long)(time_mono_ms() - burst_start));
+    if (--outstanding == 0) {
+        printf("order %s\n", prio_order);
+        finish_all();
+    }
+}
+
+static void priority(const char *path, int n)
+{
+    static const struct {
+        enum kube_priority p;
+        char c;
+    } classes[] = {{KUBE_PRIO_LOW, 'l'}, {KUBE_PRIO_NORMAL, 'n'}};
+    struct kube_request_opts o = {.method = "GET", .path = path};
+
+    burst_start = time_mono_ms();
+    outstanding = 2 * n + 1;
+    for (size_t c = 0; c < 2; c++) {
+        o.priority = classes[c].p;
+        for (int i = 0; i < n; i++)
+            kube_request(client, &o, prio_done, (void *)(intptr_t)classes[c].c);
+    }
+    o.priority = KUBE_PRIO_LEASE;
+    kube_request(client, &o, prio_done, (void *)(intptr_t)'L');
+}
+
 /* ---- create-many / update-many ------------------------------------------ */
 
 static int many_failed;
@@ -483,6 +526,8 @@ int main(int argc, char **argv)
         burst_start = time_mono_ms();
         for (int n = 0; n < burst_total; n++)
             kube_get(client, argv[i + 1], burst_done, NULL);
+    } else if (strcmp(argv[i], "priority") == 0 && i + 2 < argc) {
+        priority(argv[i + 1], atoi(argv[i + 2]) > 200 ? 200 : atoi(argv[i + 2]));
     } else if (strcmp(argv[i], "event") == 0 && i + 3 < argc) {
         char *path = kube_path("", "v1", argv[i + 1], "configmaps", argv[i + 2], NULL);
         event_repeats = atoi(argv[i + 3]);
