@@ -138,6 +138,13 @@ static void force_close_walk(uv_handle_t *h, void *arg)
         uv_close(h, NULL);
 }
 
+static void log_open_handle(uv_handle_t *h, void *arg)
+{
+    (void)arg;
+    log_error("app", "  open at exit: %s%s%s", uv_handle_type_name(uv_handle_get_type(h)),
+              uv_is_active(h) ? " (active)" : "", uv_is_closing(h) ? " (closing)" : "");
+}
+
 static void on_grace_expired(uv_timer_t *t)
 {
     struct app *app = container_of(t, struct app, grace_timer);
@@ -212,6 +219,7 @@ int app_run(struct app *app)
     rc = uv_loop_close(app->loop);
     if (rc != 0) {
         log_error("app", "event loop still has open handles at exit: %s", uv_strerror(rc));
+        uv_walk(app->loop, log_open_handle, NULL);
         app_set_exit_code(app, 1);
     } else {
         log_info("app", "all handles closed, exiting");

@@ -41,6 +41,7 @@ struct fence {
     uint64_t backoff_ms;
     char last_error[512];       /* logged once until it changes */
     uv_timer_t timer;
+    int timer_made;         /* made at the first backoff: a fence never used holds no handle */
     void (*close_cb)(void *arg);
     void *close_arg;
 };
@@ -134,6 +135,10 @@ static void fail(struct fence *f, const char *what, const struct kube_response *
     f->backoff_ms = f->backoff_ms ? f->backoff_ms * 2 : BACKOFF_MIN_MS;
     if (f->backoff_ms > BACKOFF_MAX_MS)
         f->backoff_ms = BACKOFF_MAX_MS;
+    if (!f->timer_made) {
+        uv_timer_init(f->loop, &f->timer);
+        f->timer_made = 1;
+    }
     uv_timer_start(&f->timer, backoff_cb, f->backoff_ms, 0);
     free(reason);
 }
@@ -270,7 +275,8 @@ void fence_raise(struct fence *f, uint64_t token, fence_raised_cb cb, void *arg)
 
 void fence_cancel(struct fence *f)
 {
-    uv_timer_stop(&f->timer);
+    if (f->timer_made)
+        uv_timer_stop(&f->timer);
     if (f->req) {
         struct kube_req *r = f->req;
         f->req = NULL;
@@ -304,7 +310,6 @@ struct fence *fence_new(uv_loop_t *loop, struct kube_client *k, struct lease *l,
     snprintf(f->tenant, sizeof(f->tenant), "%s", tenant);
     f->path = kube_path(FENCE_GROUP, "v1", f->ns, FENCE_PLURAL, f->name, NULL);
     f->collection = kube_path(FENCE_GROUP, "v1", f->ns, FENCE_PLURAL, NULL, NULL);
-    uv_timer_init(loop, &f->timer);
     f->m_rejections = metrics_register(reg, METRIC_COUNTER, "k8_highlander_fencing_rejections_total",
                                        "Writes the API server refused through the highlander-fencing policy.",
                                        NULL, NULL, 0);
@@ -329,6 +334,10 @@ void fence_close(struct fence *f, void (*cb)(void *arg), void *arg)
     fence_cancel(f);
     f->close_cb = cb;
     f->close_arg = arg;
+    /* Made now if it never was: the callback still comes from the loop. */
+    if (!f->timer_made)
+        uv_timer_init(f->loop, &f->timer);
+    f->timer_made = 1;
     uv_close((uv_handle_t *)&f->timer, timer_closed);
 }
 

@@ -32,7 +32,7 @@
 enum req_state { REQ_PENDING, REQ_ACTIVE, REQ_DONE };
 
 struct kube_req {
-    struct kube_client *k;
+    struct kube_core *k;
     enum req_state state;
     CURL *easy;
     struct curl_slist *headers;
@@ -52,6 +52,7 @@ struct kube_req {
     long retry_after_s;
     int stream_error;        /* streaming, but the status says error: buffer */
     int cancelled;
+    struct kube_client *owner; /* the handle it was made through */
     enum kube_priority prio;
     uint64_t due_ms;
     struct kube_req *prev, *next;
@@ -60,10 +61,10 @@ struct kube_req {
 struct curl_sock {
     uv_poll_t poll;
     curl_socket_t fd;
-    struct kube_client *k;
+    struct kube_core *k;
 };
 
-struct kube_client {
+struct kube_core {
     uv_loop_t *loop;
     CURLM *multi;
     uv_timer_t curl_timer;
@@ -79,7 +80,16 @@ struct kube_client {
     struct kube_req *active;
     struct kube_req *reap;     /* cancelled while curl was calling us */
     int in_curl;
-    int handles_open;
+    int handles_open;          /* libuv handles: the two timers once made, one poll per socket */
+    int timers_made;           /* at the first request: an unused core holds no libuv handle */
+    int closing;
+    int users;                 /* open handles */
+};
+
+/* What one user holds (kube.h): the shared core, and its own close. */
+struct kube_client {
+    struct kube_core *core;
+    uv_timer_t closer;         /* only closed: defers the close callback to the loop */
     int closing;
     void (*close_cb)(void *arg);
     void *close_arg;
@@ -109,7 +119,7 @@ static void push_front(struct kube_req **head, struct kube_req *r)
     *head = r;
 }
 
-static void insert_pending(struct kube_client *k, struct kube_req *r)
+static void insert_pending(struct kube_core *k, struct kube_req *r)
 {
     struct kube_req *p = k->pending[r->prio], *last = NULL;
 
@@ -144,7 +154,7 @@ static void req_free(struct kube_req *r)
 
 /* Service-account tokens rotate: re-read the file when it changed, looked
  * at most every 10 s (a stat is cheap and never blocks on the network). */
-static void refresh_token(struct kube_client *k, int force)
+static void refresh_token(struct kube_core *k, int force)
 {
     struct stat st;
     uint64_t now = time_mono_ms();
@@ -176,10 +186,10 @@ static void refresh_token(struct kube_client *k, int force)
 
 /* ---- curl plumbing -------------------------------------------------------- */
 
-static void check_multi_info(struct kube_client *k);
-static void run_queue(struct kube_client *k);
+static void check_multi_info(struct kube_core *k);
+static void run_queue(struct kube_core *k);
 
-static void after_curl(struct kube_client *k)
+static void after_curl(struct kube_core *k)
 {
     struct kube_req *r;
 
@@ -193,7 +203,7 @@ static void after_curl(struct kube_client *k)
 static void on_poll(uv_poll_t *h, int status, int events)
 {
     struct curl_sock *cs = container_of(h, struct curl_sock, poll);
-    struct kube_client *k = cs->k;
+    struct kube_core *k = cs->k;
     int flags = 0, running;
 
     if (status < 0)
@@ -210,7 +220,7 @@ static void on_poll(uv_poll_t *h, int status, int events)
 
 static void on_curl_timer(uv_timer_t *t)
 {
-    struct kube_client *k = container_of(t, struct kube_client, curl_timer);
+    struct kube_core *k = container_of(t, struct kube_core, curl_timer);
     int running;
 
     k->in_curl = 1;
@@ -221,7 +231,7 @@ static void on_curl_timer(uv_timer_t *t)
 
 static int curl_timer_cb(CURLM *multi, long timeout_ms, void *userp)
 {
-    struct kube_client *k = userp;
+    struct kube_core *k = userp;
 
     (void)multi;
     if (k->closing)
@@ -233,27 +243,33 @@ static int curl_timer_cb(CURLM *multi, long timeout_ms, void *userp)
     return 0;
 }
 
+/* One of the core's libuv handles closed; the core is freed with its last
+ * one once closing (its sockets and its two timers). */
+static void core_free(struct kube_core *k)
+{
+    kube_config_free(&k->cfg);
+    free(k->token);
+    free(k);
+}
+
+static void core_handle_closed(struct kube_core *k)
+{
+    if (--k->handles_open == 0 && k->closing)
+        core_free(k);
+}
+
 static void sock_closed(uv_handle_t *h)
 {
     struct curl_sock *cs = container_of((uv_poll_t *)h, struct curl_sock, poll);
-    struct kube_client *k = cs->k;
+    struct kube_core *k = cs->k;
 
     free(cs);
-    k->handles_open--;
-    if (k->closing && k->handles_open == 0) {
-        void (*cb)(void *) = k->close_cb;
-        void *arg = k->close_arg;
-        kube_config_free(&k->cfg);
-        free(k->token);
-        free(k);
-        if (cb)
-            cb(arg);
-    }
+    core_handle_closed(k);
 }
 
 static int curl_socket_cb(CURL *easy, curl_socket_t s, int action, void *userp, void *socketp)
 {
-    struct kube_client *k = userp;
+    struct kube_core *k = userp;
     struct curl_sock *cs = socketp;
     int events = 0;
 
@@ -331,7 +347,7 @@ static void set_pem(CURL *e, const struct buf *data, const char *file, CURLoptio
     }
 }
 
-static int start_req(struct kube_client *k, struct kube_req *r)
+static int start_req(struct kube_core *k, struct kube_req *r)
 {
     struct buf url, auth;
     CURL *e;
@@ -405,12 +421,12 @@ static int start_req(struct kube_client *k, struct kube_req *r)
 
 static void on_queue_timer(uv_timer_t *t)
 {
-    run_queue(container_of(t, struct kube_client, queue_timer));
+    run_queue(container_of(t, struct kube_core, queue_timer));
 }
 
 /* The next request to start now: a due lease request, else a due normal
  * one, else a due low one; NULL when none is due. */
-static struct kube_req *next_due(const struct kube_client *k, uint64_t now)
+static struct kube_req *next_due(const struct kube_core *k, uint64_t now)
 {
     static const enum kube_priority order[] = {KUBE_PRIO_LEASE, KUBE_PRIO_NORMAL, KUBE_PRIO_LOW};
 
@@ -422,7 +438,7 @@ static struct kube_req *next_due(const struct kube_client *k, uint64_t now)
     return NULL;
 }
 
-static void run_queue(struct kube_client *k)
+static void run_queue(struct kube_core *k)
 {
     uint64_t now = time_mono_ms(), wake = UINT64_MAX, token_at = now;
     struct kube_req *r;
@@ -522,7 +538,7 @@ static int retryable(const struct kube_req *r, CURLcode cc, long status)
     return 0;
 }
 
-static void finish(struct kube_client *k, struct kube_req *r, CURLcode cc)
+static void finish(struct kube_core *k, struct kube_req *r, CURLcode cc)
 {
     struct kube_response res;
     long status = 0;
@@ -585,7 +601,7 @@ static void finish(struct kube_client *k, struct kube_req *r, CURLcode cc)
     req_free(r);
 }
 
-static void check_multi_info(struct kube_client *k)
+static void check_multi_info(struct kube_core *k)
 {
     CURLMsg *msg;
     int left;
@@ -614,10 +630,24 @@ static void copy_buf(struct buf *dst, const struct buf *src)
         buf_append(dst, src->data, src->len);
 }
 
+static struct kube_client *new_handle(struct kube_core *k)
+{
+    struct kube_client *h = xcalloc(1, sizeof(*h));
+
+    h->core = k;
+    k->users++;
+    return h;
+}
+
+struct kube_client *kube_client_share(struct kube_client *h)
+{
+    return h->closing ? NULL : new_handle(h->core);
+}
+
 struct kube_client *kube_client_new(uv_loop_t *loop, const struct kube_config *cfg,
                                     const struct kube_client_opts *opts, char *err, size_t errlen)
 {
-    struct kube_client *k;
+    struct kube_core *k;
 
     if (!curl_ready) {
         if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
@@ -653,22 +683,21 @@ struct kube_client *kube_client_new(uv_loop_t *loop, const struct kube_config *c
     curl_multi_setopt(k->multi, CURLMOPT_TIMERDATA, k);
     curl_multi_setopt(k->multi, CURLMOPT_PIPELINING, (long)CURLPIPE_MULTIPLEX);
     curl_multi_setopt(k->multi, CURLMOPT_MAX_HOST_CONNECTIONS, 16L);
-    uv_timer_init(loop, &k->curl_timer);
-    uv_timer_init(loop, &k->queue_timer);
-    k->handles_open = 2;
     refresh_token(k, 1);
-    return k;
+    return new_handle(k);
 }
 
-struct kube_req *kube_request(struct kube_client *k, const struct kube_request_opts *o, kube_response_cb cb,
+struct kube_req *kube_request(struct kube_client *h, const struct kube_request_opts *o, kube_response_cb cb,
                               void *arg)
 {
+    struct kube_core *k = h->core;
     struct kube_req *r;
 
-    if (k->closing)
+    if (h->closing || k->closing)
         return NULL;
     r = xcalloc(1, sizeof(*r));
     r->k = k;
+    r->owner = h;
     r->method = xstrdup(o->method ? o->method : "GET");
     r->path = xstrdup(o->path);
     if (o->body) {
@@ -684,6 +713,12 @@ struct kube_req *kube_request(struct kube_client *k, const struct kube_request_o
     r->cb = cb;
     r->arg = arg;
     buf_init(&r->resp);
+    if (!k->timers_made) {
+        uv_timer_init(k->loop, &k->curl_timer);
+        uv_timer_init(k->loop, &k->queue_timer);
+        k->handles_open += 2;
+        k->timers_made = 1;
+    }
     r->due_ms = time_mono_ms() + (uint64_t)(o->delay_ms > 0 ? o->delay_ms : 0);
     insert_pending(k, r);
     /* Start from the loop, not from inside the caller's stack. */
@@ -709,7 +744,7 @@ static void req_drop(struct kube_req *r)
         drop(r->arg);
 }
 
-void kube_cancel(struct kube_client *k, struct kube_req *r)
+static void cancel_req(struct kube_core *k, struct kube_req *r)
 {
     if (r == NULL || r->cancelled)
         return;
@@ -736,29 +771,22 @@ void kube_cancel(struct kube_client *k, struct kube_req *r)
     req_free(r);
 }
 
-static void timer_closed(uv_handle_t *h)
+void kube_cancel(struct kube_client *h, struct kube_req *r)
 {
-    struct kube_client *k = h->data;
-
-    k->handles_open--;
-    if (k->handles_open == 0) {
-        void (*cb)(void *) = k->close_cb;
-        void *arg = k->close_arg;
-        kube_config_free(&k->cfg);
-        free(k->token);
-        free(k);
-        if (cb)
-            cb(arg);
-    }
+    cancel_req(h->core, r);
 }
 
-void kube_client_close(struct kube_client *k, void (*cb)(void *arg), void *arg)
+static void timer_closed(uv_handle_t *h)
+{
+    core_handle_closed(h->data);
+}
+
+/* The last handle is closed: everything goes. */
+static void core_close(struct kube_core *k)
 {
     struct kube_req *r;
 
     k->closing = 1;
-    k->close_cb = cb;
-    k->close_arg = arg;
     for (int p = 0; p < KUBE_PRIO_COUNT; p++) {
         while ((r = k->pending[p]) != NULL) {
             unlink_req(&k->pending[p], r);
@@ -780,204 +808,70 @@ void kube_client_close(struct kube_client *k, void (*cb)(void *arg), void *arg)
      * CURL_POLL_REMOVE for every socket, which closes their polls. */
     curl_multi_cleanup(k->multi);
     k->multi = NULL;
+    if (!k->timers_made) {
+        core_free(k); /* never used: nothing of libuv's to close */
+        return;
+    }
     k->curl_timer.data = k;
     k->queue_timer.data = k;
     uv_close((uv_handle_t *)&k->curl_timer, timer_closed);
     uv_close((uv_handle_t *)&k->queue_timer, timer_closed);
 }
 
-/* ---- helpers ------------------------------------------------------------- */
-
-char *kube_path(const char *group, const char *version, const char *ns, const char *plural, const char *name,
-                const char *sub)
+int kube_client_free_unused(struct kube_client *h)
 {
-    struct buf b;
-
-    buf_init(&b);
-    if (group == NULL || *group == '\0')
-        buf_printf(&b, "/api/%s", version);
-    else
-        buf_printf(&b, "/apis/%s/%s", group, version);
-    if (ns && *ns)
-        buf_printf(&b, "/namespaces/%s", ns);
-    buf_printf(&b, "/%s", plural);
-    if (name && *name)
-        buf_printf(&b, "/%s", name);
-    if (sub && *sub)
-        buf_printf(&b, "/%s", sub);
-    return buf_steal(&b);
-}
-
-void kube_query_escape(struct buf *b, const char *value)
-{
-    static const char hex[] = "0123456789ABCDEF";
-
-    for (const unsigned char *p = (const unsigned char *)value; *p; p++) {
-        if ((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9') || *p == '-' ||
-            *p == '_' || *p == '.' || *p == '~')
-            buf_putc(b, (char)*p);
-        else
-            buf_printf(b, "%%%c%c", hex[*p >> 4], hex[*p & 15]);
-    }
-}
-
-struct kube_req *kube_get(struct kube_client *k, const char *path, kube_response_cb cb, void *arg)
-{
-    struct kube_request_opts o = {.method = "GET", .path = path};
-    return kube_request(k, &o, cb, arg);
-}
-
-struct kube_req *kube_create(struct kube_client *k, const char *collection, const json_t *obj,
-                             kube_response_cb cb, void *arg)
-{
-    return kube_create_prio(k, KUBE_PRIO_NORMAL, collection, obj, cb, arg);
-}
-
-struct kube_req *kube_create_prio(struct kube_client *k, enum kube_priority prio, const char *collection,
-                                  const json_t *obj, kube_response_cb cb, void *arg)
-{
-    struct kube_request_opts o = {.method = "POST", .path = collection, .body = obj, .priority = prio};
-    return kube_request(k, &o, cb, arg);
-}
-
-struct kube_req *kube_update(struct kube_client *k, const char *path, const json_t *obj, kube_response_cb cb,
-                             void *arg)
-{
-    struct kube_request_opts o = {.method = "PUT", .path = path, .body = obj};
-    return kube_request(k, &o, cb, arg);
-}
-
-struct kube_req *kube_patch(struct kube_client *k, const char *path, enum kube_patch type, const json_t *patch,
-                            kube_response_cb cb, void *arg)
-{
-    return kube_patch_prio(k, KUBE_PRIO_NORMAL, path, type, patch, cb, arg);
-}
-
-struct kube_req *kube_patch_prio(struct kube_client *k, enum kube_priority prio, const char *path,
-                                 enum kube_patch type, const json_t *patch, kube_response_cb cb, void *arg)
-{
-    struct kube_request_opts o = {.method = "PATCH", .path = path, .body = patch, .patch = type, .priority = prio};
-    return kube_request(k, &o, cb, arg);
-}
-
-struct kube_req *kube_apply(struct kube_client *k, const char *path, const json_t *obj, int force,
-                            kube_response_cb cb, void *arg)
-{
-    struct buf p;
-    struct kube_req *r;
-    struct kube_request_opts o = {.method = "PATCH", .body = obj, .patch = KUBE_PATCH_APPLY};
-
-    buf_init(&p);
-    buf_printf(&p, "%s%sfieldManager=highlander%s", path, strchr(path, '?') ? "&" : "?", force ? "&force=true" : "");
-    o.path = p.data;
-    r = kube_request(k, &o, cb, arg);
-    buf_free(&p);
-    return r;
-}
-
-struct kube_req *kube_delete(struct kube_client *k, const char *path, int grace_seconds, const char *propagation,
-                             const char *uid, const char *rv, kube_response_cb cb, void *arg)
-{
-    json_t *opts = json_pack("{s:s, s:s}", "apiVersion", "v1", "kind", "DeleteOptions");
-    struct kube_request_opts o = {.method = "DELETE", .path = path, .body = opts};
+    struct kube_core *k = h->core;
     struct kube_req *r;
 
-    if (grace_seconds >= 0)
-        json_object_set_new(opts, "gracePeriodSeconds", json_integer(grace_seconds));
-    if (propagation)
-        json_object_set_new(opts, "propagationPolicy", json_string(propagation));
-    if (uid || rv) {
-        json_t *pre = json_object();
-        if (uid)
-            json_object_set_new(pre, "uid", json_string(uid));
-        if (rv)
-            json_object_set_new(pre, "resourceVersion", json_string(rv));
-        json_object_set_new(opts, "preconditions", pre);
-    }
-    r = kube_request(k, &o, cb, arg);
-    json_decref(opts);
-    return r;
+    if (h->closing || (k->timers_made && k->users == 1))
+        return -1;
+    for (int p = 0; p < KUBE_PRIO_COUNT; p++)
+        for (r = k->pending[p]; r; r = r->next)
+            if (r->owner == h)
+                return -1;
+    for (r = k->active; r; r = r->next)
+        if (r->owner == h)
+            return -1;
+    free(h);
+    if (--k->users == 0)
+        core_close(k);
+    return 0;
 }
 
-/* ---- read-modify-write with conflict retries ----------------------------- */
-
-struct modify {
-    struct kube_client *k;
-    char *path;
-    kube_mutate_cb mutate;
-    kube_response_cb done;
-    void *arg;
-    int attempts;
-};
-
-static void modify_drop(void *arg)
+static void handle_closed(uv_handle_t *t)
 {
-    struct modify *m = arg;
+    struct kube_client *h = container_of((uv_timer_t *)t, struct kube_client, closer);
+    void (*cb)(void *) = h->close_cb;
+    void *arg = h->close_arg;
 
-    free(m->path);
-    free(m);
+    free(h);
+    if (cb)
+        cb(arg);
 }
 
-static void modify_get(struct modify *m);
-
-static void modify_put_done(void *arg, const struct kube_response *res)
+/* Cancels the requests made through this handle (their drop functions
+ * run now); the core goes with its last handle. */
+void kube_client_close(struct kube_client *h, void (*cb)(void *arg), void *arg)
 {
-    struct modify *m = arg;
+    struct kube_core *k = h->core;
+    struct kube_req *r, *next;
 
-    if (res->status == 409 && m->attempts < 16) {
-        /* Someone else wrote in between: read again and reapply, after a
-         * pause that spreads competing writers apart. */
-        log_debug("kube", "PUT %s: conflict, retrying (%d)", m->path, m->attempts);
-        modify_get(m);
-        return;
+    h->closing = 1;
+    h->close_cb = cb;
+    h->close_arg = arg;
+    for (int p = 0; p < KUBE_PRIO_COUNT; p++)
+        for (r = k->pending[p]; r; r = next) {
+            next = r->next;
+            if (r->owner == h)
+                cancel_req(k, r);
+        }
+    for (r = k->active; r; r = next) {
+        next = r->next;
+        if (r->owner == h)
+            cancel_req(k, r);
     }
-    m->done(m->arg, res);
-    free(m->path);
-    free(m);
-}
-
-static void modify_got(void *arg, const struct kube_response *res)
-{
-    struct modify *m = arg;
-    int rc;
-
-    if (res->status != 200 || !json_is_object(res->body)) {
-        m->done(m->arg, res);
-        free(m->path);
-        free(m);
-        return;
-    }
-    rc = m->mutate(m->arg, res->body);
-    if (rc != 0) {
-        /* Nothing to change: report the object as read. */
-        m->done(m->arg, res);
-        free(m->path);
-        free(m);
-        return;
-    }
-    kube_own(kube_update(m->k, m->path, res->body, modify_put_done, m), m, modify_drop);
-}
-
-static void modify_get(struct modify *m)
-{
-    struct kube_request_opts o = {.method = "GET", .path = m->path};
-
-    if (m->attempts > 0) {
-        int base = 10 << (m->attempts < 5 ? m->attempts : 5);
-        o.delay_ms = base / 2 + rand() % (base / 2 + 1);
-    }
-    m->attempts++;
-    kube_own(kube_request(m->k, &o, modify_got, m), m, modify_drop);
-}
-
-void kube_modify(struct kube_client *k, const char *path, kube_mutate_cb mutate, kube_response_cb done, void *arg)
-{
-    struct modify *m = xcalloc(1, sizeof(*m));
-
-    m->k = k;
-    m->path = xstrdup(path);
-    m->mutate = mutate;
-    m->done = done;
-    m->arg = arg;
-    modify_get(m);
+    uv_timer_init(k->loop, &h->closer);
+    if (--k->users == 0)
+        core_close(k);
+    uv_close((uv_handle_t *)&h->closer, handle_closed);
 }

@@ -847,8 +847,13 @@ static int lease_start(void *ctx, struct app *app)
     uv_timer_init(l->loop, &l->fence);
     l->handles_open = 2;
     rc = l->backend->ops->start(l->backend);
-    if (rc < 0)
+    if (rc < 0) {
+        /* Not started, so never stopped: its timers close here. */
+        uv_close((uv_handle_t *)&l->tick, NULL);
+        uv_close((uv_handle_t *)&l->fence, NULL);
+        l->handles_open = 0;
         return rc;
+    }
     set_state(l, LS_FOLLOWER, l->cfg->remains_follower ? "start (remains follower)" : "start");
     schedule(l, 0);
     return 0;

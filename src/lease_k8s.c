@@ -54,6 +54,7 @@ struct k8s_backend {
     char *collection;
     char ns[128];
     char instance[160];   /* "kubernetes API <server>" */
+    char start_err[512];  /* why there is no client, said at start */
     /* what this replica saw last */
     char seen_rv[64];
     uint64_t seen_ms;
@@ -623,28 +624,15 @@ static void lease_deleted(void *ctx, json_t *lease)
 static int kb_start(struct lease_backend *b)
 {
     struct k8s_backend *kb = kb_of(b);
-    struct kube_config kc;
-    char err[512], selector[400];
+    char selector[400];
     struct informer_opts io = {.group = "coordination.k8s.io", .version = "v1", .plural = "leases"};
     struct informer_handlers h = {lease_added, lease_changed, lease_deleted, NULL};
-    int rc;
 
-    if (kb->cfg->kubeconfig && *kb->cfg->kubeconfig)
-        rc = kube_config_load(kb->cfg->kubeconfig, kb->cfg->cluster_name, &kc, err, sizeof(err));
-    else
-        rc = kube_config_in_cluster("/var/run/secrets/kubernetes.io/serviceaccount", &kc, err, sizeof(err));
-    if (rc != 0) {
-        log_error("lease", "storageType lease: %s", err);
+    if (kb->k == NULL) {
+        log_error("lease", "storageType lease: %s", kb->start_err);
         return -1;
     }
     snprintf(kb->ns, sizeof(kb->ns), "%s", kb->cfg->namespace);
-    snprintf(kb->instance, sizeof(kb->instance), "kubernetes API %s", kc.server ? kc.server : "");
-    kb->k = kube_client_new(kb->loop, &kc, NULL, err, sizeof(err));
-    kube_config_free(&kc);
-    if (kb->k == NULL) {
-        log_error("lease", "storageType lease: %s", err);
-        return -1;
-    }
     uv_timer_init(kb->loop, &kb->probe);
     kb->probe.data = kb;
     kb->probe_inited = 1;
@@ -678,10 +666,14 @@ static void maybe_finish_close(struct k8s_backend *kb)
 {
     if (kb->release_pending || kb->k == NULL)
         return;
-    kb->pending_closes = 3;
-    uv_timer_stop(&kb->probe);
-    uv_close((uv_handle_t *)&kb->probe, probe_closed);
-    informer_stop(kb->inf, part_closed, kb);
+    /* The client handle, and the probe and informer if it started. */
+    kb->pending_closes = 1 + (kb->probe_inited ? 1 : 0) + (kb->inf ? 1 : 0);
+    if (kb->probe_inited) {
+        uv_timer_stop(&kb->probe);
+        uv_close((uv_handle_t *)&kb->probe, probe_closed);
+    }
+    if (kb->inf)
+        informer_stop(kb->inf, part_closed, kb);
     kb->inf = NULL;
     kube_client_close(kb->k, part_closed, kb);
     kb->k = NULL;
@@ -705,6 +697,8 @@ static void kb_free(struct lease_backend *b)
 {
     struct k8s_backend *kb = kb_of(b);
 
+    if (kb->k && kube_client_free_unused(kb->k) != 0)
+        log_warn("lease", "the Kubernetes client was left open");
     free(kb->path);
     free(kb->collection);
     free(kb);
@@ -721,13 +715,17 @@ static const struct lease_backend_ops k8s_ops = {
     .free = kb_free,
 };
 
-struct lease_backend *lease_k8s_new(uv_loop_t *loop, const struct config *cfg)
+struct lease_backend *lease_k8s_new(uv_loop_t *loop, const struct config *cfg, struct kube_client *k,
+                                    const char *server, const char *err)
 {
     struct k8s_backend *kb = xcalloc(1, sizeof(*kb));
 
     kb->base.ops = &k8s_ops;
     kb->loop = loop;
     kb->cfg = cfg;
+    kb->k = k;
+    snprintf(kb->instance, sizeof(kb->instance), "kubernetes API %s", server ? server : "");
+    snprintf(kb->start_err, sizeof(kb->start_err), "%s", err && *err ? err : "no Kubernetes client");
     snprintf(kb->name, sizeof(kb->name), "highlander-%s", cfg->tenant);
     return &kb->base;
 }

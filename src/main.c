@@ -68,25 +68,26 @@ static void raise_fd_limit(unsigned want)
     }
 }
 
-int main(int argc, char **argv)
+/* The Kubernetes API's credentials: the kubeconfig when one is set, else
+ * the pod's service account. */
+static int kube_credentials(const struct config *cfg, struct kube_config *kc, char *err, size_t errlen)
+{
+    if (cfg->kubeconfig && *cfg->kubeconfig)
+        return kube_config_load(cfg->kubeconfig, cfg->cluster_name, kc, err, errlen);
+    return kube_config_in_cluster("/var/run/secrets/kubernetes.io/serviceaccount", kc, err, errlen);
+}
+
+/*
+ * What main does before any loop: the configuration, --help, --version,
+ * --check-config.  Returns -1 to go on and run, else the exit status.
+ */
+static int preflight(int argc, char **argv, struct config **cfgp)
 {
     struct config_errors errs = {0};
-    struct config *cfg = NULL;
     enum config_action action = CONFIG_RUN;
-    enum log_level level = LOG_INFO;
-    enum log_format format = LOG_FORMAT_TEXT;
-    struct status status;
-    struct metrics *metrics;
-    struct app *app;
-    struct api api;
-    struct loopstat_module lsm;
-    struct module m;
-    struct lease *lease = NULL;
-    struct workload_mgr *workloads = NULL;
-    uv_loop_t loop;
-    int rc;
+    struct config *cfg;
 
-    if (config_load(argc, argv, environ, &action, &cfg, &errs) != 0) {
+    if (config_load(argc, argv, environ, &action, cfgp, &errs) != 0) {
         fprintf(stderr, "highlander: invalid configuration (%u problem%s):\n", errs.count,
                 errs.count == 1 ? "" : "s");
         for (unsigned i = 0; i < errs.count; i++)
@@ -94,6 +95,7 @@ int main(int argc, char **argv)
         config_errors_free(&errs);
         return 2;
     }
+    cfg = *cfgp;
     if (action == CONFIG_HELP) {
         fputs(config_usage, stdout);
         return 0;
@@ -104,31 +106,129 @@ int main(int argc, char **argv)
     }
     if (cfg->kubeconfig && *cfg->kubeconfig) {
         /* A cluster.name the kubeconfig does not have, among several
-         * clusters, is fatal: guessing could manage the wrong cluster.
-         * (Read once here, before the loop; the modules read it again.) */
+         * clusters, is fatal: guessing could manage the wrong cluster. */
         struct kube_config kc;
         char err[512];
         int krc = kube_config_load(cfg->kubeconfig, cfg->cluster_name, &kc, err, sizeof(err));
         if (krc == KUBE_CONFIG_AMBIGUOUS) {
             fprintf(stderr, "highlander: invalid configuration (1 problem):\n  %s\n", err);
-            config_free(cfg);
             return 2;
         }
         if (krc == 0)
             kube_config_free(&kc);
     }
     if (action == CONFIG_CHECK) {
+        char *dump;
         for (unsigned i = 0; i < cfg->warnings.count; i++)
             fprintf(stderr, "highlander: warning: %s\n", cfg->warnings.items[i]);
-    }
-    if (action == CONFIG_CHECK) {
-        char *dump = config_dump(cfg);
+        dump = config_dump(cfg);
         printf("%s\n", dump);
         free(dump);
-        config_free(cfg);
         return 0;
     }
+    return -1;
+}
 
+/* The lease on the configured store; kube is the Lease store's own handle
+ * on the process's Kubernetes client (NULL without one: the store reports
+ * kube_err when it starts). */
+static struct lease *new_lease(uv_loop_t *loop, const struct config *cfg, struct status *st, struct metrics *mr,
+                               struct kube_client *kube, const char *kube_server, const char *kube_err)
+{
+    struct lease_backend *b;
+    char *addr;
+
+    if (cfg->storage_type == STORAGE_REDIS) {
+        char *shown = config_mask_url(cfg->redis_addr);
+        addr = xasprintf("redis://%s/%d", shown, cfg->redis_db);
+        free(shown);
+        b = lease_redis_new(loop, cfg);
+    } else if (cfg->storage_type == STORAGE_DB) {
+        addr = config_mask_url(cfg->database_url);
+        b = lease_pg_new(loop, cfg);
+    } else {
+        addr = xasprintf("lease %s/highlander-%s", cfg->namespace, cfg->tenant);
+        b = lease_k8s_new(loop, cfg, kube, kube_server, kube_err);
+    }
+    status_set_str(&st->store_address, addr);
+    free(addr);
+    return lease_new(loop, cfg, st, mr, b);
+}
+
+struct daemon {
+    uv_loop_t loop;
+    struct status status;
+    struct metrics *metrics;
+    struct app *app;
+    struct api api;
+    struct loopstat_module lsm;
+    struct lease *lease;
+    struct workload_mgr *workloads;
+};
+
+/*
+ * The modules in start order: HTTP first (probes answer during start-up),
+ * loop statistics, the lease, the workloads.  They stop in reverse, so in
+ * a shutdown the leader stops its work, then releases the lease.  One
+ * Kubernetes client serves the Lease store, the fence and the workloads:
+ * one rate limit, one set of connections (lease and fence requests go
+ * first, see kube.h).
+ */
+static void wire(struct daemon *p, const struct config *cfg)
+{
+    struct kube_config kc;
+    struct kube_client *kube = NULL;
+    char kerr[512] = "";
+    struct module m;
+    int have_kc;
+
+    p->api.limits.max_connections = cfg->http_max_connections;
+    p->api.limits.max_output_bytes = cfg->http_max_output_bytes;
+    p->api.limits.max_bodies_bytes = cfg->http_max_bodies_bytes;
+    p->api.limits.write_timeout_ms = (uint64_t)cfg->http_write_timeout_ms;
+    m = api_module_ops;
+    m.ctx = &p->api;
+    app_add_module(p->app, &m);
+    m = (struct module){.name = "loopstat", .start = loopstat_module_start, .stop = loopstat_module_stop,
+                        .ctx = &p->lsm};
+    app_add_module(p->app, &m);
+
+    have_kc = kube_credentials(cfg, &kc, kerr, sizeof(kerr)) == 0;
+    if (have_kc) {
+        struct kube_client_opts ko = {.qps = cfg->kube_qps, .burst = cfg->kube_burst};
+        kube = kube_client_new(&p->loop, &kc, &ko, kerr, sizeof(kerr));
+    }
+    p->lease = new_lease(&p->loop, cfg, &p->status, p->metrics,
+                         kube && cfg->storage_type == STORAGE_LEASE ? kube_client_share(kube) : NULL,
+                         have_kc ? kc.server : NULL, kerr);
+    m = lease_module_ops;
+    m.ctx = p->lease;
+    app_add_module(p->app, &m);
+    /* The workloads take the first handle (and close it). */
+    p->workloads = workload_mgr_new(&p->loop, cfg, &p->status, p->metrics, p->lease, kube,
+                                    have_kc ? kc.namespace : NULL, kerr);
+    if (p->workloads) {
+        m = workload_module_ops;
+        m.ctx = p->workloads;
+        app_add_module(p->app, &m);
+        p->api.workloads = p->workloads;
+    }
+    if (have_kc)
+        kube_config_free(&kc);
+}
+
+int main(int argc, char **argv)
+{
+    struct config *cfg = NULL;
+    enum log_level level = LOG_INFO;
+    enum log_format format = LOG_FORMAT_TEXT;
+    static struct daemon p;
+    int rc = preflight(argc, argv, &cfg);
+
+    if (rc >= 0) {
+        config_free(cfg);
+        return rc;
+    }
     log_level_parse(cfg->log_level, &level);
     log_format_parse(cfg->log_format, &format);
     log_setup(level, format);
@@ -138,73 +238,22 @@ int main(int argc, char **argv)
              cfg->tenant, storage_type_name(cfg->storage_type), cfg->config_path ? cfg->config_path : "(none)");
     raise_fd_limit(cfg->http_max_connections);
 
-    uv_loop_init(&loop);
-    status_init(&status, cfg);
-    metrics = metrics_new();
-    metrics_register_process(metrics);
-    app = app_new(&loop, cfg->termination_grace_ms);
+    uv_loop_init(&p.loop);
+    status_init(&p.status, cfg);
+    p.metrics = metrics_new();
+    metrics_register_process(p.metrics);
+    p.app = app_new(&p.loop, cfg->termination_grace_ms);
+    p.lsm.app = p.app;
+    api_init(&p.api, p.app, &p.status, p.metrics, &p.lsm.ls, cfg->bind_address, cfg->port, cfg->api_token);
+    wire(&p, cfg);
 
-    lsm.app = app;
-    api_init(&api, app, &status, metrics, &lsm.ls, cfg->bind_address, cfg->port, cfg->api_token);
-    api.limits.max_connections = cfg->http_max_connections;
-    api.limits.max_output_bytes = cfg->http_max_output_bytes;
-    api.limits.max_bodies_bytes = cfg->http_max_bodies_bytes;
-    api.limits.write_timeout_ms = (uint64_t)cfg->http_write_timeout_ms;
+    rc = app_run(p.app);
 
-    /* Start order: HTTP first (probes answer during start-up), loop stats;
-     * the lease, Kubernetes and workload modules plug in after these. */
-    m = api_module_ops;
-    m.ctx = &api;
-    app_add_module(app, &m);
-    m = (struct module){.name = "loopstat", .start = loopstat_module_start, .stop = loopstat_module_stop,
-                        .ctx = &lsm};
-    app_add_module(app, &m);
-
-    if (cfg->storage_type == STORAGE_REDIS) {
-        char *shown = config_mask_url(cfg->redis_addr);
-        char *addr = xasprintf("redis://%s/%d", shown, cfg->redis_db);
-        free(shown);
-        status_set_str(&status.store_address, addr);
-        free(addr);
-        lease = lease_new(&loop, cfg, &status, metrics, lease_redis_new(&loop, cfg));
-        m = lease_module_ops;
-        m.ctx = lease;
-        app_add_module(app, &m);
-    } else if (cfg->storage_type == STORAGE_DB) {
-        char *addr = config_mask_url(cfg->database_url);
-        status_set_str(&status.store_address, addr);
-        free(addr);
-        lease = lease_new(&loop, cfg, &status, metrics, lease_pg_new(&loop, cfg));
-        m = lease_module_ops;
-        m.ctx = lease;
-        app_add_module(app, &m);
-    } else {
-        char *addr = xasprintf("lease %s/highlander-%s", cfg->namespace, cfg->tenant);
-        status_set_str(&status.store_address, addr);
-        free(addr);
-        lease = lease_new(&loop, cfg, &status, metrics, lease_k8s_new(&loop, cfg));
-        m = lease_module_ops;
-        m.ctx = lease;
-        app_add_module(app, &m);
-    }
-
-    /* Workloads plug in after the lease, so they stop before it: in a
-     * shutdown the leader stops its work, then releases the lease. */
-    workloads = workload_mgr_new(&loop, cfg, &status, metrics, lease);
-    if (workloads) {
-        m = workload_module_ops;
-        m.ctx = workloads;
-        app_add_module(app, &m);
-        api.workloads = workloads;
-    }
-
-    rc = app_run(app);
-
-    app_free(app);
-    workload_mgr_free(workloads);
-    lease_free(lease);
-    metrics_free(metrics);
-    status_free(&status);
+    app_free(p.app);
+    workload_mgr_free(p.workloads);
+    lease_free(p.lease);
+    metrics_free(p.metrics);
+    status_free(&p.status);
     config_free(cfg);
     log_info("main", "exit %d", rc);
     return rc;

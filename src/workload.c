@@ -615,20 +615,14 @@ static void register_metrics(struct workload_mgr *m, struct metrics *reg)
 }
 
 struct workload_mgr *workload_mgr_new(uv_loop_t *loop, const struct config *cfg, struct status *st,
-                                      struct metrics *reg, struct lease *lease)
+                                      struct metrics *reg, struct lease *lease, struct kube_client *k,
+                                      const char *fence_ns, const char *err)
 {
     struct workload_mgr *m;
-    struct kube_config kc;
-    char err[512];
-    int rc;
     const struct workload_lists *wl = cfg->file ? cfg->file->workloads : NULL;
 
-    if (cfg->kubeconfig && *cfg->kubeconfig)
-        rc = kube_config_load(cfg->kubeconfig, cfg->cluster_name, &kc, err, sizeof(err));
-    else
-        rc = kube_config_in_cluster("/var/run/secrets/kubernetes.io/serviceaccount", &kc, err, sizeof(err));
-    if (rc != 0) {
-        log_warn("workloads", "no Kubernetes access (%s): workloads are not managed", err);
+    if (k == NULL) {
+        log_warn("workloads", "no Kubernetes access (%s): workloads are not managed", err && *err ? err : "no client");
         return NULL;
     }
     m = xcalloc(1, sizeof(*m));
@@ -638,28 +632,18 @@ struct workload_mgr *workload_mgr_new(uv_loop_t *loop, const struct config *cfg,
     m->cfg = cfg;
     m->st = st;
     m->lease = lease;
-    {
-        struct kube_client_opts ko = {.qps = cfg->kube_qps, .burst = cfg->kube_burst};
-        m->k = kube_client_new(loop, &kc, &ko, err, sizeof(err));
-    }
-    if (m->k == NULL) {
-        kube_config_free(&kc);
-        log_error("workloads", "%s", err);
-        free(m);
-        return NULL;
-    }
+    m->k = k;
     /* The fence lives in the controller's own namespace (in-cluster: the
      * service account's; else the kubeconfig context's), where the
      * manifests' Role and the policy binding's paramRef point. */
     if (cfg->fencing) {
         int64_t t = cfg->renew_deadline_ms;
         t = t < 1000 ? 1000 : (t > 10000 ? 10000 : t);
-        m->fence = fence_new(loop, m->k, lease, st, reg, kc.namespace, cfg->tenant, (int)t);
+        m->fence = fence_new(loop, m->k, lease, st, reg, fence_ns, cfg->tenant, (int)t);
     } else {
         log_warn("workloads", "fencing is disabled (fencing.enabled: false): the API server cannot refuse a stale "
                  "leader's writes");
     }
-    kube_config_free(&kc);
     m->events = kube_events_new(m->k, "highlander", cfg->id);
     register_metrics(m, reg);
     lease_subscribe(lease, started_leading, stopped_leading, m);
@@ -698,6 +682,8 @@ void workload_mgr_free(struct workload_mgr *m)
     }
     kube_events_free(m->events);
     fence_free(m->fence);
+    if (m->k && kube_client_free_unused(m->k) != 0)
+        log_warn("workloads", "the Kubernetes client was left open");
     free(m->crs);
     free(m);
 }

@@ -113,12 +113,25 @@ struct kube_request_opts {
     enum kube_priority priority;
 };
 
+/*
+ * A client is a handle on one connection pool, token bucket and request
+ * queue (the core).  kube_client_share() gives another user of the process
+ * its own handle on the same core, so the lease, the fence and the workloads
+ * share one rate limit and one set of connections while each closes only
+ * what it started.
+ */
 struct kube_client *kube_client_new(uv_loop_t *loop, const struct kube_config *cfg,
                                     const struct kube_client_opts *opts, char *err, size_t errlen);
-/* Cancels every request (their callbacks do not run; see kube_own),
- * closes every handle and frees the client; cb runs when the last handle
- * is closed. */
+/* Another handle on k's core; NULL if k is closing. */
+struct kube_client *kube_client_share(struct kube_client *k);
+/* Cancels the requests made through this handle (their callbacks do not
+ * run; see kube_own) and frees it; the core closes with its last handle.
+ * cb runs later, from the loop, never from inside this call. */
 void kube_client_close(struct kube_client *k, void (*cb)(void *arg), void *arg);
+/* Frees a handle with no request of its own, at once and without the loop
+ * (a module that never started), and its core if that never made one;
+ * -1 when it cannot (then use kube_client_close). */
+int kube_client_free_unused(struct kube_client *k);
 
 /* Starts a request; cb runs exactly once unless the request is cancelled.
  * The returned handle is valid until cb runs or kube_cancel is called. */

@@ -164,10 +164,14 @@ void lease_backend_members(struct lease *l, unsigned clusters);
 extern const struct module lease_module_ops;
 
 /* The Redis backend (lease_redis.c). */
+struct kube_client;
 struct lease_backend *lease_redis_new(uv_loop_t *loop, const struct config *cfg);
 /* The PostgreSQL backend (lease_pg.c). */
 struct lease_backend *lease_pg_new(uv_loop_t *loop, const struct config *cfg);
 /* The Kubernetes Lease backend (lease_k8s.c). */
-struct lease_backend *lease_k8s_new(uv_loop_t *loop, const struct config *cfg);
+/* The Kubernetes Lease backend (lease_k8s.c) on its own handle k of the
+ * process's client (it closes it); k NULL: start fails with err. */
+struct lease_backend *lease_k8s_new(uv_loop_t *loop, const struct config *cfg, struct kube_client *k,
+                                    const char *server, const char *err);
 
 #endif

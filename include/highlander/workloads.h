@@ -15,10 +15,14 @@
 
 struct workload_mgr;
 
-/* Returns NULL (with a warning logged) when no Kubernetes configuration is
- * available; everything else then runs without workloads. */
+struct kube_client;
+/* k: the manager's own handle on the process's Kubernetes client, which it
+ * closes; fence_ns: the namespace of the controller (the kubeconfig
+ * context's or the service account's).  Returns NULL, with a warning
+ * naming err, when k is NULL; everything else then runs without workloads. */
 struct workload_mgr *workload_mgr_new(uv_loop_t *loop, const struct config *cfg, struct status *st,
-                                      struct metrics *m, struct lease *lease);
+                                      struct metrics *m, struct lease *lease, struct kube_client *k,
+                                      const char *fence_ns, const char *err);
 void workload_mgr_free(struct workload_mgr *w);
 extern const struct module workload_module_ops;
 
