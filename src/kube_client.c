@@ -243,8 +243,6 @@ static int curl_timer_cb(CURLM *multi, long timeout_ms, void *userp)
     return 0;
 }
 
-/* One of the core's libuv handles closed; the core is freed with its last
- * one once closing (its sockets and its two timers). */
 static void core_free(struct kube_core *k)
 {
     kube_config_free(&k->cfg);
@@ -252,6 +250,8 @@ static void core_free(struct kube_core *k)
     free(k);
 }
 
+/* One of the core's libuv handles closed; the core is freed with its last
+ * one once closing (its sockets and its two timers). */
 static void core_handle_closed(struct kube_core *k)
 {
     if (--k->handles_open == 0 && k->closing)
