@@ -238,6 +238,7 @@ static void remove_workload(struct workload_mgr *m, struct workload *w)
     w->prev = w->next = NULL;
     hmap_remove(&m->by_key, &w->node);
     wq_remove(&m->queue, &w->qi);
+    wq_remove(&m->status_q, &w->sqi);
     m->count--;
     {
         const char *lv3[] = {workload_kind_of(w->type)->metric_type, w->name, w->ns};
@@ -476,6 +477,8 @@ static int wm_start(void *ctx, struct app *app)
     uv_timer_start(&m->resync, resync_cb, RESYNC_MS, RESYNC_MS);
     uv_timer_init(m->loop, &m->sweep);
     m->sweep.data = m;
+    uv_timer_init(m->loop, &m->status_timer);
+    m->status_timer.data = m;
     m->sweep_until_ms = time_mono_ms() + 60000;
     uv_timer_start(&m->sweep, wm_startup_sweep, 100, 100);
     {
@@ -561,8 +564,8 @@ static void close_everything(void *arg)
     struct workload_mgr *m = arg;
 
     m->writes_token = 0;
-    /* Three timers, the fence's and the client (closed once every informer stopped). */
-    m->pending_closes = m->fence ? 5 : 4;
+    /* Four timers, the fence's and the client (closed once every informer stopped). */
+    m->pending_closes = m->fence ? 6 : 5;
     if (m->fence)
         fence_close(m->fence, part_closed, m);
     m->informers_left = (int)m->ncrs + OBJ_COUNT;
@@ -571,6 +574,8 @@ static void close_everything(void *arg)
     uv_close((uv_handle_t *)&m->timer, handle_closed);
     uv_close((uv_handle_t *)&m->resync, handle_closed);
     uv_close((uv_handle_t *)&m->sweep, handle_closed);
+    m->status_timer.data = m;
+    uv_close((uv_handle_t *)&m->status_timer, handle_closed);
     for (unsigned i = 0; i < m->ncrs; i++)
         informer_stop(m->crs[i], informers_stopped, m);
     for (int i = 0; i < OBJ_COUNT; i++)
@@ -628,6 +633,7 @@ struct workload_mgr *workload_mgr_new(uv_loop_t *loop, const struct config *cfg,
     m = xcalloc(1, sizeof(*m));
     hmap_init(&m->by_key);
     wq_init(&m->queue);
+    wq_init(&m->status_q);
     m->loop = loop;
     m->cfg = cfg;
     m->st = st;
@@ -675,6 +681,7 @@ void workload_mgr_free(struct workload_mgr *m)
         return;
     /* The queue and the map point into the workloads: they go first. */
     wq_free(&m->queue);
+    wq_free(&m->status_q);
     hmap_free(&m->by_key);
     for (w = m->list; w; w = next) {
         next = w->next;

@@ -22,6 +22,7 @@
 #define RETRY_MIN_MS 5
 #define RETRY_MAX_MS (5 * 60 * 1000)
 #define RESYNC_MS 30000
+#define STATUS_WINDOW_MS 1000 /* at most one status write per resource per window */
 
 enum obj_kind { OBJ_PODS, OBJ_CRONJOBS, OBJ_DEPLOYMENTS, OBJ_STATEFULSETS, OBJ_SERVICES, OBJ_COUNT };
 struct obj_type {
@@ -45,6 +46,7 @@ struct workload {
     char *invalid;                       /* validation problems, or NULL */
     /* queue */
     struct wq_item qi;
+    struct wq_item sqi;                  /* in status_q while its status waits for its window */
     uint64_t retry_ms;
     int busy;
     int requeue;
@@ -59,6 +61,7 @@ struct workload {
     char *status_written;                /* last status JSON sent to the CR */
     char *status_pending;                /* newer status, sent when the write in flight ends */
     int status_inflight;                 /* one status write at a time: two could land out of order */
+    uint64_t status_next_ms;             /* the next status write goes no sooner (0: no change seen yet) */
     double started_at;
     int reported_start;
 };
@@ -81,6 +84,8 @@ struct workload_mgr {
     uv_timer_t timer;
     uv_timer_t resync;
     uv_timer_t sweep;                    /* the start-up rule, once */
+    struct workqueue status_q;           /* workloads whose status write waits for its window */
+    uv_timer_t status_timer;             /* fires at status_q's earliest */
     uint64_t sweep_until_ms;
     int in_flight;
     /* The term whose writes may go out: set once the fence holds its
@@ -144,5 +149,8 @@ void wm_drain_work(struct workload_mgr *m, void (*done)(void *), void *done_arg)
 /* The start-up rule's timer: stops objects an older leader of this
  * cluster left running while another cluster leads. */
 void wm_startup_sweep(uv_timer_t *t);
+/* Brings w back to flush_status at due_ms (workload_reconcile.c). */
+void wm_status_at(struct workload_mgr *m, struct workload *w, uint64_t due_ms);
+void wm_status_due(uv_timer_t *t);
 
 #endif

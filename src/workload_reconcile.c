@@ -24,6 +24,7 @@ struct status_write {
 };
 
 static void send_status(struct workload_mgr *m, struct workload *w, char *text);
+static void flush_status(struct workload_mgr *m, struct workload *w);
 
 /* A failed status write is forgotten, so the next report writes again,
  * and the workload is looked at again shortly.  A newer status computed
@@ -62,12 +63,12 @@ static void status_written(void *arg, const struct kube_response *res)
             w->status_written = NULL;
         }
         if (w->status_pending) {
-            char *text = w->status_pending;
-            w->status_pending = NULL;
-            if (wm_may_write(sw->m))
-                send_status(sw->m, w, text);
-            else
-                free(text); /* no longer ours to write */
+            if (wm_may_write(sw->m)) {
+                flush_status(sw->m, w);
+            } else {
+                free(w->status_pending); /* no longer ours to write */
+                w->status_pending = NULL;
+            }
         } else if (failed && res->status != 404) {
             wm_enqueue(sw->m, w, 1000);
         }
@@ -102,6 +103,64 @@ static void send_status(struct workload_mgr *m, struct workload *w, char *text)
     free(path);
     free(w->status_written);
     w->status_written = text;
+}
+
+/*
+ * Sends the newest status when its resource's window is open: one write at
+ * a time per resource and at most one per STATUS_WINDOW_MS, the first one
+ * a window after the first change, so the changes of a burst (created,
+ * pod pending, running, ready) reach the API server as one or two writes;
+ * else the workload comes back when the window opens.
+ */
+static void flush_status(struct workload_mgr *m, struct workload *w)
+{
+    uint64_t now = time_mono_ms();
+    char *text = w->status_pending;
+
+    if (text == NULL || w->status_inflight)
+        return;
+    if (w->status_next_ms == 0)
+        w->status_next_ms = now + STATUS_WINDOW_MS;
+    if (now < w->status_next_ms) {
+        wm_status_at(m, w, w->status_next_ms);
+        return;
+    }
+    w->status_pending = NULL;
+    w->status_next_ms = now + STATUS_WINDOW_MS;
+    send_status(m, w, text);
+}
+
+static void arm_status(struct workload_mgr *m)
+{
+    struct wq_item *it = wq_peek(&m->status_q);
+    uint64_t now = time_mono_ms();
+
+    if (it && !m->stopping)
+        uv_timer_start(&m->status_timer, wm_status_due, it->due_ms > now ? it->due_ms - now : 0, 0);
+}
+
+void wm_status_at(struct workload_mgr *m, struct workload *w, uint64_t due_ms)
+{
+    if (m->stopping)
+        return;
+    if (!wq_queued(&w->sqi) || due_ms < w->sqi.due_ms)
+        wq_add(&m->status_q, &w->sqi, due_ms);
+    arm_status(m);
+}
+
+void wm_status_due(uv_timer_t *t)
+{
+    struct workload_mgr *m = t->data;
+    uint64_t now = time_mono_ms();
+    struct wq_item *it;
+
+    while ((it = wq_peek(&m->status_q)) != NULL && it->due_ms <= now) {
+        struct workload *w = container_of(it, struct workload, sqi);
+        wq_remove(&m->status_q, it);
+        if (w->cr != NULL && wm_may_write(m))
+            flush_status(m, w);
+    }
+    arm_status(m);
 }
 
 static void condition(json_t *arr, const char *type, int ok, const char *reason, const char *msg, double t)
@@ -162,16 +221,13 @@ void wm_report(struct workload_mgr *m, struct workload *w)
         text = NULL;
     }
     if (text && (latest == NULL || strcmp(text, latest) != 0)) {
-        if (w->status_inflight) {
-            free(w->status_pending);
-            w->status_pending = text;
-        } else {
-            send_status(m, w, text);
-        }
+        free(w->status_pending);
+        w->status_pending = text;
         text = NULL;
     }
     free(text);
     json_decref(status);
+    flush_status(m, w);
 }
 
 /* ---- reconcile --------------------------------------------------------------- */

@@ -45,6 +45,12 @@ def pods(kube, ns):
     return sum(1 for l in out.splitlines() if l.strip())
 
 
+def cpu_seconds(pid):
+    with open("/proc/%d/stat" % pid) as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def start_ours(binary, kube, store, ns):
     qps = os.environ.get("BENCH_KUBE_QPS", "200")
     env = dict(LEASE_ENV, **store.env())
@@ -58,7 +64,7 @@ def start_ours(binary, kube, store, ns):
     while time.time() < deadline:
         try:
             if c.get_json("/status")[1]["data"]["isLeader"]:
-                return c, lambda: c.terminate(timeout=30)
+                return c.proc.pid, lambda: c.terminate(timeout=30)
         except OSError:
             pass
         time.sleep(0.1)
@@ -88,18 +94,25 @@ def start_go(go_bin, kube, store, ns, tmp):
     time.sleep(3)  # it rewrites the CRDs, then starts its watches
 
     def stop():
+        # On SIGTERM it stops its workloads first; with N pods that can
+        # outlast the run: after 60 s it is killed.
         p.terminate()
-        p.wait(60)
+        try:
+            p.wait(60)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.wait(10)
         our_crds(kube)
-    return p, stop
+    return p.pid, stop
 
 
 def one_run(kube, n, start):
     ns = kube.namespace("bench-burst")
     store = RedisStore()
     tmp = tempfile.mkdtemp(prefix="hl-burst-")
-    _, stop = start(store, ns, tmp)
+    pid, stop = start(store, ns, tmp)
     try:
+        cpu0 = cpu_seconds(pid)
         items = [{"apiVersion": "highlander.plexobject.io/v1", "kind": "WorkloadProcess",
                   "metadata": {"name": "b%03d" % i, "namespace": ns},
                   "spec": {"image": "busybox:1", "script": {"commands": ["sleep 3600"]}}} for i in range(n)]
@@ -114,7 +127,7 @@ def one_run(kube, n, start):
         t_pods = time.time() - t0
         got = pods(kube, ns)
         assert got >= n, "only %d of %d pods after %.0f s" % (got, n, t_pods)
-        return t_apply, t_pods
+        return t_apply, t_pods, cpu_seconds(pid) - cpu0
     finally:
         stop()
         store.stop()
@@ -147,9 +160,11 @@ def main():
         res = [one_run(kube, a.n, start) for _ in range(a.runs)]
         ap_med = statistics.median(r[0] for r in res)
         pods_med = statistics.median(r[1] for r in res)
+        cpu_med = statistics.median(r[2] for r in res)
         rows.append((name, ap_med, pods_med))
-        print("%-28s kubectl apply %.1f s, all pods %.1f s (median; runs: %s), ratio to apply %.2f" %
-              (name, ap_med, pods_med, ", ".join("%.1f" % r[1] for r in res), pods_med / ap_med))
+        print("%-28s kubectl apply %.1f s, all pods %.1f s (median; runs: %s), ratio to apply %.2f, "
+              "controller CPU %.2f s" % (name, ap_med, pods_med, ", ".join("%.1f" % r[1] for r in res),
+                                         pods_med / ap_med, cpu_med))
     if a.go and len(rows) >= 2:
         go = rows[-1][2]
         for name, _, t in rows[:-1]:
