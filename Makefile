@@ -176,6 +176,7 @@ bench: $(BUILD)/highlander
 	@$(MAKE) --no-print-directory tools
 	@python3 bench/watch/run.py $(BUILD)/tools
 	@python3 bench/reconcile/run.py $(BUILD)/highlander 1000
+	@python3 bench/reconcile/burst.py --go $(BUILD)/highlander
 
 demo:
 	@bash scripts/demo.sh
