@@ -92,6 +92,25 @@ def test_deployment_manifest_is_hardened(kube):
     assert spec["terminationGracePeriodSeconds"] > 30
 
 
+def check_rendered_config(kube, rendered, ns):
+    """The config the rendered chart mounts, with the env its Deployment
+    sets (the kubelet's resolution, secrets included), passes
+    --check-config.  Returns the dumped config and the Deployment."""
+    objs = as_json(kube, rendered)
+    cm = [o for o in objs if o["kind"] == "ConfigMap"][0]
+    dep = [o for o in objs if o["kind"] == "Deployment"][0]
+    secrets = {o["metadata"]["name"]: o.get("stringData", {}) for o in objs if o["kind"] == "Secret"}
+    path = "/tmp/hl-chart-%s.yaml" % ns
+    with open(path, "w") as f:
+        f.write(cm["data"]["config.yaml"])
+    env = pod_env(dep["spec"]["template"]["spec"]["containers"][0], secrets, "pod-x", ns, external_secrets=True)
+    env["PATH"] = os.environ["PATH"]
+    p = subprocess.run([BIN, "--config", path, "--check-config"], capture_output=True, env=env)
+    os.unlink(path)
+    assert p.returncode == 0, p.stdout.decode() + p.stderr.decode()
+    return p.stdout.decode(), dep
+
+
 @pytest.mark.parametrize("values", VALUES)
 def test_chart_lint_template_and_server_dry_run(kube, monitoring_crds, values):
     args = ["-f", os.path.join(CHART, values)] if values else []
@@ -107,19 +126,8 @@ def test_chart_lint_template_and_server_dry_run(kube, monitoring_crds, values):
         assert "networkpolicy.networking.k8s.io/hl" in out
     # The config the chart writes, with the env its Deployment sets (secrets
     # included), is valid for the binary.
-    objs = as_json(kube, rendered)
-    cm = [d for d in objs if d["kind"] == "ConfigMap"][0]
-    dep = [d for d in objs if d["kind"] == "Deployment"][0]
-    secrets = {o["metadata"]["name"]: o.get("stringData", {}) for o in objs if o["kind"] == "Secret"}
-    path = "/tmp/hl-chart-%s.yaml" % ns
-    with open(path, "w") as f:
-        f.write(cm["data"]["config.yaml"])
-    env = pod_env(dep["spec"]["template"]["spec"]["containers"][0], secrets, "pod-x", ns, external_secrets=True)
-    env["PATH"] = os.environ["PATH"]
-    p = subprocess.run([BIN, "--config", path, "--check-config"], capture_output=True, env=env)
-    os.unlink(path)
-    assert p.returncode == 0, p.stdout.decode() + p.stderr.decode()
-    assert "CHANGE-ME" not in p.stdout.decode()  # secrets masked
+    dumped, _ = check_rendered_config(kube, rendered, ns)
+    assert "CHANGE-ME" not in dumped  # secrets masked
 
 
 def test_chart_rbac_and_alerts_match_manifests(kube):
@@ -459,25 +467,6 @@ def chart_values_file(values, tag):
     return path
 
 
-def check_rendered_config(kube, rendered, ns, tenant):
-    """The config the rendered chart mounts, with the env its Deployment
-    sets, passes --check-config and names the values' tenant."""
-    objs = as_json(kube, rendered)
-    cm = [o for o in objs if o["kind"] == "ConfigMap"][0]
-    dep = [o for o in objs if o["kind"] == "Deployment"][0]
-    secrets = {o["metadata"]["name"]: o.get("stringData", {}) for o in objs if o["kind"] == "Secret"}
-    path = "/tmp/hl-gitops-%s.yaml" % ns
-    with open(path, "w") as f:
-        f.write(cm["data"]["config.yaml"])
-    env = pod_env(dep["spec"]["template"]["spec"]["containers"][0], secrets, "pod-x", ns, external_secrets=True)
-    env["PATH"] = os.environ["PATH"]
-    p = subprocess.run([BIN, "--config", path, "--check-config"], capture_output=True, env=env)
-    os.unlink(path)
-    assert p.returncode == 0, p.stdout.decode() + p.stderr.decode()
-    assert json.loads(p.stdout)["tenant"] == tenant
-    return dep
-
-
 def test_flux_helmrelease_and_what_it_installs(kube, gitops_crds, monitoring_crds):
     out = kube.kubectl("apply", "--dry-run=server", "-f", os.path.join(GITOPS, "flux-helmrelease.yaml"))
     for obj in ("gitrepository.source.toolkit.fluxcd.io/highlander-chart",
@@ -497,7 +486,8 @@ def test_flux_helmrelease_and_what_it_installs(kube, gitops_crds, monitoring_crd
     os.unlink(path)
     out = dry_run(kube, rendered, ns)
     assert "deployment.apps/highlander" in out and "poddisruptionbudget.policy/highlander" in out, out
-    dep = check_rendered_config(kube, rendered, ns, hr["spec"]["values"]["tenant"])
+    dumped, dep = check_rendered_config(kube, rendered, ns)
+    assert json.loads(dumped)["tenant"] == hr["spec"]["values"]["tenant"]
     assert dep["spec"]["replicas"] == hr["spec"]["values"]["replicas"]
     # The CRD source keeps exactly manifests/crds.yaml, which holds the CRDs.
     crd_src = [o for o in objs if o["metadata"]["name"] == "highlander-crds" and o["kind"] == "GitRepository"][0]
@@ -522,5 +512,6 @@ def test_argocd_applications_and_what_they_sync(kube, gitops_crds, monitoring_cr
     os.unlink(path)
     out = dry_run(kube, rendered, ns)
     assert "deployment.apps/highlander" in out and "configmap/highlander-config" in out, out
-    dep = check_rendered_config(kube, rendered, ns, app["source"]["helm"]["valuesObject"]["tenant"])
+    dumped, dep = check_rendered_config(kube, rendered, ns)
+    assert json.loads(dumped)["tenant"] == app["source"]["helm"]["valuesObject"]["tenant"]
     assert dep["spec"]["replicas"] == app["source"]["helm"]["valuesObject"]["replicas"]
