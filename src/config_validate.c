@@ -303,8 +303,8 @@ void config_validate_workload(enum workload_type type, const struct workload_spe
         if (r->api_version && strncmp(r->api_version, "highlander.plexobject.io/", 25) != 0)
             config_errors_add(errs, "%s.workloadCRDRef.apiVersion: \"%s\" is not highlander.plexobject.io/v1",
                               prefix, r->api_version);
-        /* The spec comes from the resource; fields given here are overlaid
-         * only where the resource leaves them empty, and still checked. */
+        /* The spec comes from the resource; fields given here are the
+         * fallback run while it is missing (with an image), still checked. */
     } else {
         if (w->image == NULL || *w->image == '\0')
             config_errors_add(errs, "%s.image: image is required", prefix);

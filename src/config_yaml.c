@@ -8,8 +8,9 @@
  * "ignore" here and read by a second, path-tracking pass with libyaml, the
  * parser libcyaml itself is built on.
  *
- * Aliases are refused: a config file is small and hand-written, and alias
- * expansion is the one way a few bytes of YAML can grow without bound.
+ * Anchors, aliases and merge keys (the Go controller's YAML library takes
+ * them) are expanded first, within bounds, by yaml_expand(); libcyaml then
+ * sees a plain document.
  */
 #include "highlander/config.h"
 
@@ -20,6 +21,7 @@
 #include <yaml.h>
 
 #include "config_yaml.h"
+#include "yaml_expand.h"
 
 /* ---- libcyaml schema ---------------------------------------------------- */
 
@@ -155,8 +157,11 @@ static const cyaml_schema_field_t crd_ref_fields[] = {
     CYAML_FIELD_STRING_PTR("readinessTimeout", CYAML_FLAG_OPTIONAL, struct workload_spec,            \
                            readiness_timeout, 0, CYAML_UNLIMITED)
 
+/* replicas on a process or a cronJob: a Go field that means nothing for a
+ * singleton (one pod, one job at a time); accepted and not used, as in Go. */
 static const cyaml_schema_field_t process_fields[] = {
     WORKLOAD_COMMON_FIELDS,
+    CYAML_FIELD_INT_PTR("replicas", CYAML_FLAG_OPTIONAL, struct workload_spec, replicas),
     CYAML_FIELD_INT_PTR("maxRestarts", CYAML_FLAG_OPTIONAL, struct workload_spec, max_restarts),
     CYAML_FIELD_STRING_PTR("gracePeriod", CYAML_FLAG_OPTIONAL, struct workload_spec, grace_period, 0,
                            CYAML_UNLIMITED),
@@ -165,6 +170,7 @@ static const cyaml_schema_field_t process_fields[] = {
 
 static const cyaml_schema_field_t cronjob_fields[] = {
     WORKLOAD_COMMON_FIELDS,
+    CYAML_FIELD_INT_PTR("replicas", CYAML_FLAG_OPTIONAL, struct workload_spec, replicas),
     CYAML_FIELD_STRING_PTR("schedule", CYAML_FLAG_OPTIONAL, struct workload_spec, schedule, 0,
                            CYAML_UNLIMITED),
     CYAML_FIELD_END,
@@ -655,6 +661,7 @@ int config_file_parse(const char *data, size_t len, const char *source,
         .flags = CYAML_CFG_NO_ALIAS | (warns ? CYAML_CFG_IGNORE_UNKNOWN_KEYS : 0),
     };
     struct config_file *f = NULL;
+    char *expanded = NULL;
     cyaml_err_t err;
     size_t i;
 
@@ -676,6 +683,16 @@ int config_file_parse(const char *data, size_t len, const char *source,
         config_errors_add(errs, "%s: contains a NUL byte", source);
         return -1;
     }
+    {
+        char xerr[256];
+        int x = yaml_expand(data, len, &expanded, &len, xerr, sizeof(xerr));
+        if (x < 0) {
+            config_errors_add(errs, "%s: %s", source, xerr);
+            return -1;
+        }
+        if (x > 0) /* lines below count in the expanded document */
+            data = expanded;
+    }
     buf_init(&lc.text);
     if (warns)
         config_find_unknown_keys(data, len, source, warns);
@@ -683,17 +700,21 @@ int config_file_parse(const char *data, size_t len, const char *source,
     if (err != CYAML_OK) {
         cyaml_report(source, lc.text.len ? lc.text.data : "", err, errs);
         buf_free(&lc.text);
+        free(expanded);
         return -1;
     }
     buf_free(&lc.text);
     if (f == NULL) {
+        free(expanded);
         *out = xcalloc(1, sizeof(**out));
         return 0;
     }
     if (read_string_maps(data, len, f, source, errs) != 0) {
+        free(expanded);
         config_file_free(f);
         return -1;
     }
+    free(expanded);
     *out = f;
     return 0;
 }

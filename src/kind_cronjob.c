@@ -11,9 +11,9 @@
 static int build(const struct build_ctx *b, struct desired *out)
 {
     const struct workload_spec *w = b->spec;
-    const char *name = w->name;
+    const char *name = b->name;
     json_t *tmpl = json_pack("{s:{s:o}, s:o}", "metadata", "labels", obj_labels(b, name), "spec",
-                             obj_pod_spec(b, "OnFailure", NULL));
+                             obj_pod_spec(b, "OnFailure", NULL, NULL));
     json_t *top = json_pack("{s:s, s:s, s:o, s:{s:s, s:b, s:s, s:{s:{s:o}}}}", "apiVersion", "batch/v1", "kind",
                             "CronJob", "metadata", obj_metadata(b, name, obj_labels(b, name)), "spec", "schedule",
                             w->schedule ? w->schedule : "", "suspend", 0, "concurrencyPolicy", "Forbid",
@@ -49,7 +49,8 @@ static json_t *stop_patch(json_t *live)
     return json_pack("{s:{s:b}}", "spec", "suspend", 1);
 }
 
-static const char *const fields[] = {"schedule", NULL};
+/* replicas: a Go field, accepted and not used (one job at a time). */
+static const char *const fields[] = {"schedule", "replicas", NULL};
 
 static void validate(const struct workload_spec *w, int is_ref, const char *prefix, struct config_errors *errs)
 {

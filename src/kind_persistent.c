@@ -8,10 +8,13 @@
 
 #include <stdio.h>
 
+/* The Go controller's health checks of a StatefulSet's pods. */
+static const struct kind_probes probes = {.readiness = {10, 5, 10, 0, 0}, .liveness = {12, 5, 30, 0, 0}};
+
 static int build(const struct build_ctx *b, struct desired *out)
 {
     const struct workload_spec *w = b->spec;
-    const char *name = w->name;
+    const char *name = b->name;
     const char *svc = w->service_name && *w->service_name ? w->service_name : name;
     json_t *mounts = json_array(), *claims = json_array(), *tmpl, *top;
 
@@ -26,7 +29,7 @@ static int build(const struct build_ctx *b, struct desired *out)
         json_array_append_new(mounts, json_pack("{s:s, s:s}", "name", v->name, "mountPath", v->mount_path));
     }
     tmpl = json_pack("{s:{s:o}, s:o}", "metadata", "labels", obj_labels(b, name), "spec",
-                     obj_pod_spec(b, "Always", mounts));
+                     obj_pod_spec(b, "Always", mounts, &probes));
     json_decref(mounts);
     top = json_pack("{s:s, s:s, s:o, s:{s:s, s:I, s:{s:o}, s:o, s:o}}", "apiVersion", "apps/v1", "kind", "StatefulSet",
                     "metadata", obj_metadata(b, name, obj_labels(b, name)), "spec", "serviceName", svc, "replicas",

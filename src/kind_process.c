@@ -8,12 +8,16 @@
 #include <stdio.h>
 #include <string.h>
 
+/* Readiness GET healthCheckPath every 5 s (ours: a process's health is its
+ * pod's Ready); liveness as the Go controller checks a restarting process. */
+static const struct kind_probes probes = {.readiness = {.period = 5}, .exec_liveness = 1};
+
 static int build(const struct build_ctx *b, struct desired *out)
 {
-    const char *name = b->spec->name;
+    const char *name = b->name;
     char *pod = xasprintf("%s-pod", name);
     json_t *top = json_pack("{s:s, s:s, s:o, s:o}", "apiVersion", "v1", "kind", "Pod", "metadata",
-                            obj_metadata(b, pod, obj_labels(b, name)), "spec", obj_pod_spec(b, "Never", NULL));
+                            obj_metadata(b, pod, obj_labels(b, name)), "spec", obj_pod_spec(b, "Never", NULL, &probes));
 
     out[0] = (struct desired){"", "v1", "pods", pod, top, 1};
     return 1;
@@ -41,7 +45,8 @@ static void health(json_t *obj, struct health *h)
                            json_object_get(status, "startTime"));
 }
 
-static const char *const fields[] = {"maxRestarts", "gracePeriod", NULL};
+/* replicas: a Go field, accepted and not used (a singleton is one pod). */
+static const char *const fields[] = {"maxRestarts", "gracePeriod", "replicas", NULL};
 
 static void validate(const struct workload_spec *w, int is_ref, const char *prefix, struct config_errors *errs)
 {

@@ -7,13 +7,16 @@
 
 #include <stdio.h>
 
+/* The Go controller's health checks of a Deployment's pods. */
+static const struct kind_probes probes = {.readiness = {10, 5, 10, 1, 3}, .liveness = {15, 5, 15, 1, 3}};
+
 static int build(const struct build_ctx *b, struct desired *out)
 {
     const struct workload_spec *w = b->spec;
-    const char *name = w->name;
+    const char *name = b->name;
     int n = 0;
     json_t *tmpl = json_pack("{s:{s:o}, s:o}", "metadata", "labels", obj_labels(b, name), "spec",
-                             obj_pod_spec(b, "Always", NULL));
+                             obj_pod_spec(b, "Always", NULL, &probes));
     json_t *top = json_pack("{s:s, s:s, s:o, s:{s:I, s:{s:o}, s:o}}", "apiVersion", "apps/v1", "kind", "Deployment",
                             "metadata", obj_metadata(b, name, obj_labels(b, name)), "spec", "replicas",
                             (json_int_t)(w->replicas ? *w->replicas : 1), "selector", "matchLabels",

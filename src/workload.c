@@ -619,6 +619,45 @@ static void register_metrics(struct workload_mgr *m, struct metrics *reg)
         m->m_kind_status[t] = metrics_register(reg, METRIC_GAUGE, kind_names[t], "1 when healthy.", nn, NULL, 0);
 }
 
+/* The configured workloads: plain entries first, then the fallbacks of
+ * workloadCRDRef entries.  A reference comes from its resource; the
+ * entry's own spec, if it has one, runs while the resource is missing
+ * (the Go controller's fallback), under the resource's name, so that the
+ * two never run side by side and the resource wins as soon as it exists
+ * (cr_upsert).  A plain entry of that name wins over a fallback. */
+static void add_config_workloads(struct workload_mgr *m, const struct workload_lists *wl)
+{
+    const struct workload_spec *lists[WORKLOAD_TYPE_COUNT] = {wl->processes, wl->cron_jobs, wl->services,
+                                                              wl->persistent_sets};
+    unsigned counts[WORKLOAD_TYPE_COUNT] = {wl->processes_count, wl->cron_jobs_count, wl->services_count,
+                                            wl->persistent_sets_count};
+
+    for (int refs = 0; refs < 2; refs++)
+        for (int t = 0; t < WORKLOAD_TYPE_COUNT; t++)
+            for (unsigned i = 0; i < counts[t]; i++) {
+                const struct workload_spec *s = &lists[t][i];
+                const char *ns = s->namespace && *s->namespace ? s->namespace : m->cfg->namespace;
+                const char *name = s->name;
+                char key[400];
+                struct workload *w;
+                if ((s->crd_ref != NULL) != refs)
+                    continue;
+                if (s->crd_ref) {
+                    if (s->image == NULL || *s->image == '\0')
+                        continue; /* nothing to fall back to */
+                    if (s->crd_ref->namespace && *s->crd_ref->namespace)
+                        ns = s->crd_ref->namespace;
+                    name = s->crd_ref->name;
+                }
+                make_key(key, sizeof(key), (enum workload_type)t, ns, name);
+                if (wm_find(m, key) != NULL)
+                    continue;
+                w = add_workload(m, (enum workload_type)t, ns, name);
+                w->spec = s;
+                w->config_spec = s;
+            }
+}
+
 struct workload_mgr *workload_mgr_new(uv_loop_t *loop, const struct config *cfg, struct status *st,
                                       struct metrics *reg, struct lease *lease, struct kube_client *k,
                                       const char *fence_ns, const char *err)
@@ -653,23 +692,8 @@ struct workload_mgr *workload_mgr_new(uv_loop_t *loop, const struct config *cfg,
     m->events = kube_events_new(m->k, "highlander", cfg->id);
     register_metrics(m, reg);
     lease_subscribe(lease, started_leading, stopped_leading, m);
-    if (wl) {
-        const struct workload_spec *lists[WORKLOAD_TYPE_COUNT] = {wl->processes, wl->cron_jobs, wl->services,
-                                                                  wl->persistent_sets};
-        unsigned counts[WORKLOAD_TYPE_COUNT] = {wl->processes_count, wl->cron_jobs_count, wl->services_count,
-                                                wl->persistent_sets_count};
-        for (int t = 0; t < WORKLOAD_TYPE_COUNT; t++)
-            for (unsigned i = 0; i < counts[t]; i++) {
-                const struct workload_spec *s = &lists[t][i];
-                struct workload *w;
-                if (s->crd_ref)
-                    continue; /* comes from its resource */
-                w = add_workload(m, (enum workload_type)t, s->namespace && *s->namespace ? s->namespace : cfg->namespace,
-                                 s->name);
-                w->spec = s;
-                w->config_spec = s;
-            }
-    }
+    if (wl)
+        add_config_workloads(m, wl);
     return m;
 }
 

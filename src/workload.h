@@ -30,6 +30,8 @@ struct build_ctx {
     enum workload_type type;
     const struct workload_spec *spec;
     const char *ns;               /* effective namespace */
+    const char *name;             /* the workload's name (a workloadCRDRef entry's
+                                   * is its resource's, not the entry's) */
     uint64_t token;
     json_t *owner;                /* the custom resource, or NULL */
 };
@@ -65,9 +67,23 @@ void workload_health(enum workload_type t, json_t *obj, struct health *h);
 json_t *obj_labels(const struct build_ctx *b, const char *name);
 json_t *obj_selector(const char *name);
 json_t *obj_metadata(const struct build_ctx *b, const char *name, json_t *labels);
-/* The pod spec of the workload's containers; extra_mounts (borrowed, may
- * be NULL) go to the main container. */
-json_t *obj_pod_spec(const struct build_ctx *b, const char *default_restart, json_t *extra_mounts);
+/* One probe's timings in seconds (0: left to the API server's default). */
+struct probe_timing {
+    int initial_delay, timeout, period, success, failure;
+};
+/* The main container's probes, per kind as the Go controller sets them:
+ * readiness and liveness GET healthCheckPath when the spec has one
+ * (period 0: no such probe); exec_liveness: the Go process's liveness
+ * check (pgrep of the first script command) when the pod restarts. */
+struct kind_probes {
+    struct probe_timing readiness, liveness;
+    int exec_liveness;
+};
+/* The pod spec of the workload's containers ("main" first, as the Go
+ * controller names it); extra_mounts (borrowed, may be NULL) go to the
+ * main container; probes may be NULL (none). */
+json_t *obj_pod_spec(const struct build_ctx *b, const char *default_restart, json_t *extra_mounts,
+                     const struct kind_probes *probes);
 json_t *obj_service(const struct build_ctx *b, const char *name, int headless);
 /* Deployments and StatefulSets: the live replica count is not the desired
  * one (scaled down, by the handover or by hand); the patch that scales to

@@ -82,8 +82,9 @@ static json_t *main_container(const struct build_ctx *b, json_t *mounts)
     const struct workload_spec *w = b->spec;
     json_t *c = json_object(), *env = env_json(&w->env);
 
-    json_object_set_new(c, "name", json_string(w->name));
+    json_object_set_new(c, "name", json_string("main"));
     json_object_set_new(c, "image", json_string(w->image ? w->image : ""));
+    json_object_set_new(c, "imagePullPolicy", json_string("IfNotPresent"));
     if (w->script && w->script->commands_count) {
         struct buf script;
         buf_init(&script);
@@ -117,22 +118,70 @@ static json_t *main_container(const struct build_ctx *b, json_t *mounts)
         }
         json_object_set_new(c, "ports", ports);
     }
-    if (w->health_check_path && *w->health_check_path) {
-        int64_t port = w->health_check_port ? w->health_check_port : (w->ports_count ? w->ports[0].container_port : 80);
-        json_object_set_new(c, "readinessProbe",
-                            json_pack("{s:{s:s, s:I}, s:i}", "httpGet", "path", w->health_check_path, "port",
-                                      (json_int_t)port, "periodSeconds", 5));
-    }
     if (json_array_size(mounts))
         json_object_set(c, "volumeMounts", mounts);
     return c;
 }
 
-json_t *obj_pod_spec(const struct build_ctx *b, const char *default_restart, json_t *extra_mounts)
+static json_t *probe_json(json_t *handler, const struct probe_timing *t)
+{
+    static const char *const keys[] = {"initialDelaySeconds", "timeoutSeconds", "periodSeconds",
+                                       "successThreshold", "failureThreshold"};
+    const int vals[] = {t->initial_delay, t->timeout, t->period, t->success, t->failure};
+
+    for (size_t i = 0; i < sizeof(vals) / sizeof(vals[0]); i++)
+        if (vals[i])
+            json_object_set_new(handler, keys[i], json_integer(vals[i]));
+    return handler;
+}
+
+/* sh -c "pgrep -f '<command>' || exit 1", the command quoted for sh. */
+static json_t *pgrep_check(const char *command)
+{
+    struct buf q;
+    json_t *cmd;
+
+    buf_init(&q);
+    buf_puts(&q, "pgrep -f '");
+    for (const char *p = command; *p; p++) {
+        if (*p == '\'')
+            buf_puts(&q, "'\\''");
+        else
+            buf_putc(&q, *p);
+    }
+    buf_puts(&q, "' || exit 1");
+    cmd = json_pack("{s:{s:[s, s, s]}}", "exec", "command", "sh", "-c", q.data);
+    buf_free(&q);
+    return cmd;
+}
+
+static void add_probes(json_t *c, const struct workload_spec *w, const char *restart, const struct kind_probes *pr)
+{
+    if (w->health_check_path && *w->health_check_path) {
+        int64_t port = w->health_check_port ? w->health_check_port : (w->ports_count ? w->ports[0].container_port : 80);
+        if (pr->readiness.period)
+            json_object_set_new(c, "readinessProbe",
+                                probe_json(json_pack("{s:{s:s, s:I}}", "httpGet", "path", w->health_check_path,
+                                                     "port", (json_int_t)port), &pr->readiness));
+        if (pr->liveness.period)
+            json_object_set_new(c, "livenessProbe",
+                                probe_json(json_pack("{s:{s:s, s:I}}", "httpGet", "path", w->health_check_path,
+                                                     "port", (json_int_t)port), &pr->liveness));
+    }
+    if (pr->exec_liveness && (strcmp(restart, "Always") == 0 || strcmp(restart, "OnFailure") == 0) && w->script &&
+        w->script->commands_count && w->script->commands[0]) {
+        static const struct probe_timing go = {10, 5, 10, 0, 3};
+        json_object_set_new(c, "livenessProbe", probe_json(pgrep_check(w->script->commands[0]), &go));
+    }
+}
+
+json_t *obj_pod_spec(const struct build_ctx *b, const char *default_restart, json_t *extra_mounts,
+                     const struct kind_probes *probes)
 {
     const struct workload_spec *w = b->spec;
     json_t *spec = json_object(), *containers = json_array(), *volumes = json_array();
     json_t *mounts = extra_mounts ? json_incref(extra_mounts) : json_array();
+    const char *restart;
     int64_t grace_ms = 28000;
 
     for (unsigned i = 0; i < w->config_maps_count; i++) {
@@ -149,11 +198,15 @@ json_t *obj_pod_spec(const struct build_ctx *b, const char *default_restart, jso
         json_array_append_new(volumes, json_pack("{s:s, s:{s:s}}", "name", vol, "secret", "secretName", w->secrets[i]));
         json_array_append_new(mounts, json_pack("{s:s, s:s, s:b}", "name", vol, "mountPath", path, "readOnly", 1));
     }
+    restart = w->restart_policy && *w->restart_policy ? w->restart_policy : default_restart;
     json_array_append_new(containers, main_container(b, mounts));
     json_decref(mounts);
+    if (probes)
+        add_probes(json_array_get(containers, 0), w, restart, probes);
     for (unsigned i = 0; i < w->sidecars_count; i++) {
         const struct sidecar *s = &w->sidecars[i];
-        json_t *c = json_pack("{s:s, s:s}", "name", s->name ? s->name : "sidecar", "image", s->image ? s->image : "");
+        json_t *c = json_pack("{s:s, s:s, s:s}", "name", s->name ? s->name : "sidecar", "image",
+                              s->image ? s->image : "", "imagePullPolicy", "IfNotPresent");
         if (s->command_count)
             json_object_set_new(c, "command", str_array(s->command, s->command_count));
         if (s->args_count)
@@ -190,8 +243,7 @@ json_t *obj_pod_spec(const struct build_ctx *b, const char *default_restart, jso
     if (json_array_size(volumes))
         json_object_set(spec, "volumes", volumes);
     json_decref(volumes);
-    json_object_set_new(spec, "restartPolicy",
-                        json_string(w->restart_policy && *w->restart_policy ? w->restart_policy : default_restart));
+    json_object_set_new(spec, "restartPolicy", json_string(restart));
     if (w->termination_grace_period)
         duration_parse(w->termination_grace_period, &grace_ms);
     json_object_set_new(spec, "terminationGracePeriodSeconds", json_integer(grace_ms / 1000));
@@ -239,11 +291,11 @@ json_t *obj_service(const struct build_ctx *b, const char *name, int headless)
         json_array_append_new(ports, sp);
     }
     {
-        json_t *spec = json_pack("{s:o, s:o}", "selector", obj_selector(w->name), "ports", ports);
+        json_t *spec = json_pack("{s:o, s:o}", "selector", obj_selector(b->name), "ports", ports);
         if (headless)
             json_object_set_new(spec, "clusterIP", json_string("None"));
         return json_pack("{s:s, s:s, s:o, s:o}", "apiVersion", "v1", "kind", "Service", "metadata",
-                         obj_metadata(b, name, obj_labels(b, w->name)), "spec", spec);
+                         obj_metadata(b, name, obj_labels(b, b->name)), "spec", spec);
     }
 }
 

@@ -490,7 +490,7 @@ static void change_object(struct workload_mgr *m, struct workload *w, struct op 
 void wm_reconcile(struct workload_mgr *m, struct workload *w)
 {
     struct desired d[MAX_DESIRED];
-    struct build_ctx b = {m->cfg, w->type, w->spec, w->ns, m->writes_token, w->cr};
+    struct build_ctx b = {m->cfg, w->type, w->spec, w->ns, w->name, m->writes_token, w->cr};
     struct op *o;
     json_t *top_obj = NULL;
     int n;
@@ -536,7 +536,7 @@ void wm_reconcile(struct workload_mgr *m, struct workload *w)
 void wm_observe(struct workload_mgr *m, struct workload *w)
 {
     struct desired d[MAX_DESIRED];
-    struct build_ctx b = {m->cfg, w->type, w->spec, w->ns, m->writes_token, w->cr};
+    struct build_ctx b = {m->cfg, w->type, w->spec, w->ns, w->name, m->writes_token, w->cr};
     json_t *top = NULL;
     int n;
 

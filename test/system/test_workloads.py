@@ -577,3 +577,47 @@ def test_resource_named_like_a_config_entry_wins_while_it_exists(setup):
     wait(lambda: get(kube, ns, "deployment", "web")["spec"]["replicas"] == 2, 90, "the config's spec again")
     assert "the resource's spec is used while it exists" in leader.log()
     cl.check()
+
+
+def test_crd_ref_falls_back_to_the_inline_spec(kube, controller_factory, tmp_path):
+    """A workloadCRDRef entry whose resource is missing runs its own spec
+    (as the Go controller does), named after the resource; the resource,
+    once there, wins; deleted, the fallback runs again. Never both."""
+    ns = kube.namespace("wl-crd-ref")
+    store = RedisStore()
+    cfg = tmp_path / "config.yaml"
+    cfg.write_text("""
+workloads:
+  processes:
+    - name: entry-name
+      image: busybox:fallback
+      script: {commands: ["sleep 3600"]}
+      workloadCRDRef: {apiVersion: highlander.plexobject.io/v1, kind: WorkloadProcess, name: from-crd, namespace: %s}
+    - name: no-fallback
+      workloadCRDRef: {apiVersion: highlander.plexobject.io/v1, kind: WorkloadProcess, name: absent, namespace: %s}
+""" % (ns, ns))
+    cl = Cluster(controller_factory, None, n=1, store=store,
+                 extra_env={"HIGHLANDER_KUBECONFIG": kube.kubeconfig, "HIGHLANDER_CONFIG": str(cfg)})
+    watcher = PodWatcher(kube, ns)
+    try:
+        leader = cl.wait_one_leader(timeout=15)
+
+        def image():
+            return get(kube, ns, "pod", "from-crd-pod")["spec"]["containers"][0]["image"]
+        wait(lambda: image() == "busybox:fallback", 60, "the fallback pod")
+        wait(lambda: workloads(leader, ns)["from-crd"]["healthy"], 60, "the fallback healthy")
+        names = [p["metadata"]["name"] for p in get(kube, ns, "pods")["items"]]
+        assert names == ["from-crd-pod"], names  # no entry-name-pod, nothing for the reference without a spec
+        kube.kubectl("apply", "-f", "-", input=("apiVersion: highlander.plexobject.io/v1\nkind: WorkloadProcess\n"
+                                               "metadata: {name: from-crd, namespace: %s}\n"
+                                               "spec: {image: 'busybox:resource', script: {commands: ['sleep 3600']}}\n"
+                                               % ns).encode())
+        wait(lambda: image() == "busybox:resource", 60, "the resource's pod")
+        kube.kubectl("-n", ns, "delete", "wlp", "from-crd")
+        wait(lambda: image() == "busybox:fallback", 90, "the fallback again")
+        cl.check()
+    finally:
+        assert watcher.live_max("from-crd-pod") == 1, watcher.events("from-crd-pod")
+        for c in cl.alive():
+            c.terminate()
+        store.stop()

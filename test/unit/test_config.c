@@ -592,12 +592,6 @@ static void test_decode_errors(void **state)
         done(&r);
     }
     {
-        const char *args[] = {"--config", write_yaml("t3.yaml", "a: &x [1]\nb: *x\n"), NULL};
-        load(&r, args, NULL);
-        assert_int_equal(r.rc, -1);
-        done(&r);
-    }
-    {
         const char *args[] = {"--config", write_yaml("t4.yaml", "port: [\n"), NULL};
         load(&r, args, NULL);
         assert_int_equal(r.rc, -1);
@@ -618,6 +612,77 @@ static void test_decode_errors(void **state)
         load(&r, args, NULL);
         assert_int_equal(r.rc, -1);
         assert_error(&r, "/nonexistent/config.yaml: cannot open config file");
+        done(&r);
+    }
+}
+
+/* Anchors, aliases and merge keys, as the Go controller's YAML library
+ * takes them: expanded before decoding, own keys beating merged ones,
+ * bounded so that a few bytes cannot grow without limit. */
+static void test_anchors_aliases_merge_keys(void **state)
+{
+    struct result r;
+    (void)state;
+    {
+        const char *args[] = {"--config", write_yaml("m1.yaml",
+            "x-base: &base\n  image: busybox:1\n  script: {commands: [\"sleep 1\"]}\n  env: &env {A: \"1\", B: two}\n"
+            "x-more: &more\n  image: ignored\n  labels: {team: core}\n"
+            "workloads:\n  processes:\n"
+            "    - <<: *base\n      name: p1\n"
+            "    - <<: [*base, *more]\n      name: p2\n      image: busybox:2\n      env: *env\n"
+            "  cronJobs:\n    - {<<: *base, name: c1, schedule: \"@every 5m\"}\n"), NULL};
+        const struct workload_lists *w;
+        load(&r, args, NULL);
+        for (unsigned i = 0; i < r.errs.count; i++)
+            print_message("%s\n", r.errs.items[i]);
+        assert_int_equal(r.rc, 0);
+        w = r.cfg->file->workloads;
+        assert_int_equal(w->processes_count, 2);
+        assert_string_equal(w->processes[0].name, "p1");
+        assert_string_equal(w->processes[0].image, "busybox:1");
+        assert_string_equal(w->processes[0].script->commands[0], "sleep 1");
+        assert_int_equal(w->processes[0].env.count, 2);
+        assert_string_equal(w->processes[1].image, "busybox:2"); /* its own key wins */
+        assert_int_equal(w->processes[1].labels.count, 1);       /* from the second source */
+        assert_string_equal(w->processes[1].env.items[1].value, "two");
+        assert_int_equal(w->cron_jobs_count, 1);
+        assert_string_equal(w->cron_jobs[0].image, "busybox:1");
+        /* The anchors' holders are unknown keys: a warning each, no exit. */
+        assert_int_equal(r.cfg->warnings.count, 2);
+        done(&r);
+    }
+    {
+        /* A billion laughs is refused, naming the bound. */
+        const char *args[] = {"--config", write_yaml("m2.yaml",
+            "a: &a [x, x, x, x, x, x, x, x, x, x]\nb: &b [*a, *a, *a, *a, *a, *a, *a, *a, *a, *a]\n"
+            "c: &c [*b, *b, *b, *b, *b, *b, *b, *b, *b, *b]\nd: &d [*c, *c, *c, *c, *c, *c, *c, *c, *c, *c]\n"
+            "e: &e [*d, *d, *d, *d, *d, *d, *d, *d, *d, *d]\nf: [*e, *e, *e, *e, *e, *e, *e, *e, *e, *e]\n"), NULL};
+        load(&r, args, NULL);
+        assert_int_equal(r.rc, -1);
+        assert_error(&r, "aliases expand to more than 100000 nodes");
+        done(&r);
+    }
+    {
+        /* An alias inside its own anchor is a cycle. */
+        const char *args[] = {"--config", write_yaml("m3.yaml", "a: &x [1, *x]\n"), NULL};
+        load(&r, args, NULL);
+        assert_int_equal(r.rc, -1);
+        assert_error(&r, "deeper than 64");
+        done(&r);
+    }
+    {
+        const char *args[] = {"--config", write_yaml("m4.yaml", "port: *nothing\n"), NULL};
+        load(&r, args, NULL);
+        assert_int_equal(r.rc, -1);
+        assert_error(&r, "line 1");
+        done(&r);
+    }
+    {
+        const char *args[] = {"--config", write_yaml("m5.yaml", "workloads:\n  processes:\n    - <<: 3\n      name: p\n"),
+                              NULL};
+        load(&r, args, NULL);
+        assert_int_equal(r.rc, -1);
+        assert_error(&r, "a merge key (<<) takes a mapping or a list of mappings (line 3)");
         done(&r);
     }
 }
@@ -823,6 +888,7 @@ int main(void)
         cmocka_unit_test(test_go_accepts_these),
         cmocka_unit_test(test_crd_namespaces),
         cmocka_unit_test(test_decode_errors),
+        cmocka_unit_test(test_anchors_aliases_merge_keys),
         cmocka_unit_test(test_deep_nesting),
         cmocka_unit_test(test_search_path),
         cmocka_unit_test(test_masking),

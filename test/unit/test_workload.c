@@ -51,7 +51,7 @@ static void test_decode_and_build(void **state)
     assert_int_equal(errs.count, 0);
     assert_int_equal(w->sidecars_count, 1);
     assert_int_equal(*w->sidecars[0].security_context->run_as_user, 7);
-    b = (struct build_ctx){&cfg, WORKLOAD_SERVICE, w, "ns1", 5, NULL};
+    b = (struct build_ctx){&cfg, WORKLOAD_SERVICE, w, "ns1", "web", 5, NULL};
     n = workload_build(&b, d, hash1, sizeof(hash1));
     assert_int_equal(n, 2); /* Deployment + Service */
     dep = d[0].body;
@@ -140,12 +140,109 @@ static void test_health(void **state)
     json_decref(dep);
 }
 
+/* The main container of spec (JSON) built as kind t; *d holds the objects. */
+static json_t *main_of(enum workload_type t, const char *spec_text, struct desired *d, int *n)
+{
+    struct config_errors errs = {0};
+    json_t *spec = json_loads(spec_text, 0, NULL), *top, *ps;
+    struct workload_spec *w = workload_spec_from_json(t, spec, "w", "ns1", &errs);
+    struct build_ctx b = {&cfg, t, w, "ns1", "w", 5, NULL};
+    char hash[24];
+
+    for (unsigned i = 0; i < errs.count; i++)
+        print_error("%s\n", errs.items[i]);
+    assert_int_equal(errs.count, 0);
+    *n = workload_build(&b, d, hash, sizeof(hash));
+    top = d[0].body;
+    ps = json_object_get(top, "spec");
+    if (t == WORKLOAD_CRONJOB)
+        ps = json_object_get(json_object_get(ps, "jobTemplate"), "spec");
+    if (t != WORKLOAD_PROCESS)
+        ps = json_object_get(json_object_get(ps, "template"), "spec");
+    workload_spec_free(w);
+    json_decref(spec);
+    config_errors_free(&errs);
+    return json_object_get(ps, "containers");
+}
+
+static int probe_int(json_t *c, const char *probe, const char *key)
+{
+    return (int)json_integer_value(json_object_get(json_object_get(c, probe), key));
+}
+
+static const char *probe_str(json_t *c, const char *probe, const char *handler, const char *key)
+{
+    return json_string_value(json_object_get(json_object_get(json_object_get(c, probe), handler), key));
+}
+
+/* The Go controller's container shapes: "main", IfNotPresent, and its
+ * probes per kind, so Go-made objects and ours differ in nothing that
+ * matters and alerts keyed on container "main" keep working. */
+static void test_go_container_shapes(void **state)
+{
+    static const char health[] = "{\"image\":\"nginx\",\"healthCheckPath\":\"/h\",\"healthCheckPort\":81,"
+                                 "\"sidecars\":[{\"name\":\"s\",\"image\":\"envoy\"}]}";
+    struct desired d[MAX_DESIRED];
+    json_t *cs, *c;
+    int n;
+    (void)state;
+
+    setup_cfg();
+    cs = main_of(WORKLOAD_SERVICE, health, d, &n);
+    c = json_array_get(cs, 0);
+    assert_string_equal(json_string_value(json_object_get(c, "name")), "main");
+    assert_string_equal(json_string_value(json_object_get(c, "imagePullPolicy")), "IfNotPresent");
+    assert_string_equal(json_string_value(json_object_get(json_array_get(cs, 1), "imagePullPolicy")), "IfNotPresent");
+    assert_string_equal(probe_str(c, "readinessProbe", "httpGet", "path"), "/h");
+    assert_int_equal(json_integer_value(json_object_get(json_object_get(json_object_get(c, "livenessProbe"),
+                                                                        "httpGet"), "port")), 81);
+    assert_int_equal(probe_int(c, "readinessProbe", "initialDelaySeconds"), 10);
+    assert_int_equal(probe_int(c, "livenessProbe", "initialDelaySeconds"), 15);
+    assert_int_equal(probe_int(c, "livenessProbe", "periodSeconds"), 15);
+    assert_int_equal(probe_int(c, "livenessProbe", "failureThreshold"), 3);
+    desired_free(d, n);
+
+    c = json_array_get(main_of(WORKLOAD_PERSISTENT, health, d, &n), 0);
+    assert_int_equal(probe_int(c, "livenessProbe", "initialDelaySeconds"), 12);
+    assert_int_equal(probe_int(c, "livenessProbe", "periodSeconds"), 30);
+    assert_int_equal(probe_int(c, "readinessProbe", "periodSeconds"), 10);
+    desired_free(d, n);
+
+    /* No healthCheckPath: no HTTP probes. */
+    c = json_array_get(main_of(WORKLOAD_SERVICE, "{\"image\":\"nginx\"}", d, &n), 0);
+    assert_null(json_object_get(c, "readinessProbe"));
+    assert_null(json_object_get(c, "livenessProbe"));
+    desired_free(d, n);
+
+    /* A restarting process: liveness checks the first command, quoted
+     * for sh whatever it holds. */
+    c = json_array_get(main_of(WORKLOAD_PROCESS, "{\"image\":\"busybox\",\"restartPolicy\":\"Always\","
+                                                 "\"script\":{\"commands\":[\"echo 'hi'\",\"sleep 9\"]}}", d, &n), 0);
+    assert_string_equal(json_string_value(json_array_get(json_object_get(json_object_get(json_object_get(c,
+                            "livenessProbe"), "exec"), "command"), 2)), "pgrep -f 'echo '\\''hi'\\''' || exit 1");
+    assert_int_equal(probe_int(c, "livenessProbe", "timeoutSeconds"), 5);
+    desired_free(d, n);
+    /* One that never restarts (the default) has none; nor a cronJob. */
+    c = json_array_get(main_of(WORKLOAD_PROCESS, "{\"image\":\"busybox\",\"script\":{\"commands\":[\"sleep 9\"]}}", d,
+                               &n), 0);
+    assert_null(json_object_get(c, "livenessProbe"));
+    assert_string_equal(json_string_value(json_object_get(c, "name")), "main");
+    desired_free(d, n);
+    c = json_array_get(main_of(WORKLOAD_CRONJOB, "{\"image\":\"busybox\",\"schedule\":\"* * * * *\","
+                                                 "\"restartPolicy\":\"OnFailure\",\"script\":{\"commands\":"
+                                                 "[\"true\"]}}", d, &n), 0);
+    assert_string_equal(json_string_value(json_object_get(c, "name")), "main");
+    assert_null(json_object_get(c, "livenessProbe"));
+    desired_free(d, n);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_decode_and_build),
         cmocka_unit_test(test_unknown_and_bad_fields),
         cmocka_unit_test(test_health),
+        cmocka_unit_test(test_go_container_shapes),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
