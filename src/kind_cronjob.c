@@ -34,6 +34,13 @@ static void health(json_t *obj, struct health *h)
     h->details = json_pack("{s:O?, s:b, s:O?, s:I}", "schedule", json_object_get(spec, "schedule"), "suspend", suspend,
                            "lastScheduleTime", json_object_get(status, "lastScheduleTime"), "activeJobs",
                            (json_int_t)active);
+    if (active > 0) { /* the Go controller's list of the running jobs */
+        json_t *names = json_array(), *ref;
+        size_t i;
+        json_array_foreach(json_object_get(status, "active"), i, ref)
+            json_array_append_new(names, json_string(kind_str(ref, "name")));
+        json_object_set_new(h->details, "activeJobNames", names);
+    }
 }
 
 static int stopped(json_t *live, json_t *desired)

@@ -23,6 +23,35 @@ static int build(const struct build_ctx *b, struct desired *out)
     return 1;
 }
 
+/* The Go controller's keys for the same pod: its phase, addresses, node
+ * and first container, and why it is not scheduled while Pending. */
+static void go_details(json_t *d, json_t *status, json_t *spec, const char *phase)
+{
+    json_t *c0 = json_array_get(json_object_get(status, "containerStatuses"), 0), *cond;
+    size_t i;
+
+    json_object_set_new(d, "podPhase", json_string(phase));
+    json_object_set_new(d, "podIP", json_string(kind_str(status, "podIP")));
+    json_object_set_new(d, "hostIP", json_string(kind_str(status, "hostIP")));
+    json_object_set_new(d, "nodeName", json_string(kind_str(spec, "nodeName")));
+    if (c0) {
+        json_t *run = json_object_get(json_object_get(c0, "state"), "running");
+        json_object_set_new(d, "containerReady", json_boolean(json_is_true(json_object_get(c0, "ready"))));
+        json_object_set_new(d, "containerRestartCount",
+                            json_integer(json_integer_value(json_object_get(c0, "restartCount"))));
+        if (json_is_string(json_object_get(run, "startedAt")))
+            json_object_set(d, "containerStartTime", json_object_get(run, "startedAt"));
+    }
+    if (strcmp(phase, "Pending") != 0)
+        return;
+    json_array_foreach(json_object_get(status, "conditions"), i, cond) {
+        if (strcmp(kind_str(cond, "type"), "PodScheduled") == 0 && strcmp(kind_str(cond, "status"), "False") == 0) {
+            json_object_set_new(d, "pendingReason", json_string(kind_str(cond, "reason")));
+            json_object_set_new(d, "pendingMessage", json_string(kind_str(cond, "message")));
+        }
+    }
+}
+
 static void health(json_t *obj, struct health *h)
 {
     json_t *status = json_object_get(obj, "status"), *spec = json_object_get(obj, "spec"), *c;
@@ -43,7 +72,9 @@ static void health(json_t *obj, struct health *h)
     h->details = json_pack("{s:s, s:O?, s:O?, s:i, s:O?}", "phase", h->phase, "podIP", json_object_get(status, "podIP"),
                            "node", json_object_get(spec, "nodeName"), "restarts", restarts, "startedAt",
                            json_object_get(status, "startTime"));
+    go_details(h->details, status, spec, h->phase);
 }
+
 
 /* replicas: a Go field, accepted and not used (a singleton is one pod). */
 static const char *const fields[] = {"maxRestarts", "gracePeriod", "replicas", NULL};

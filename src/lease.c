@@ -731,9 +731,11 @@ void lease_subscribe(struct lease *l, lease_started_cb started, lease_stopped_cb
 
 static void register_metrics(struct lease *l, struct metrics *m)
 {
-    static const double dur_buckets[] = {1, 10, 60, 300, 1800, 3600, 21600, 86400};
-    static const double fo_buckets[] = {0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60};
-    static const double lat_buckets[] = {0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1};
+    /* The Go controller's bounds: leadership 10 s doubling to 5120 s,
+     * failover 1 s by 5 s to 46 s, store latency 1 ms doubling to 512 ms. */
+    static const double dur_buckets[] = {10, 20, 40, 80, 160, 320, 640, 1280, 2560, 5120};
+    static const double fo_buckets[] = {1, 6, 11, 16, 21, 26, 31, 36, 41, 46};
+    static const double lat_buckets[] = {0.001, 0.002, 0.004, 0.008, 0.016, 0.032, 0.064, 0.128, 0.256, 0.512};
     static const char *const op[] = {"operation", NULL};
     static const char *const op_err[] = {"operation", "error_type", NULL};
     static const char *const cluster[] = {"cluster", NULL};

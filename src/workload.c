@@ -416,16 +416,45 @@ static void obj_deleted(void *ctx, json_t *o)
 
 /* ---- leadership --------------------------------------------------------------- */
 
+/* The manager start-up of kind t is over: k8_highlander_workload_operations_total
+ * and _startup_duration_seconds with the Go controller's manager labels
+ * (type processManager, name processes, ...). */
+static void manager_started(struct workload_mgr *m, enum workload_type t)
+{
+    const struct workload_kind *k = workload_kind_of(t);
+    const char *lv[] = {k->go_manager_type, k->go_manager};
+    const char *op[] = {k->go_manager_type, k->go_manager, "startup"};
+
+    metrics_observe(m->m_startup, lv, time_wall() - m->term_started_at);
+    metrics_add(m->m_ops, op, 1);
+}
+
+void wm_startup_reconciled(struct workload_mgr *m, struct workload *w)
+{
+    if (w->startup_term == 0 || w->startup_term != m->writes_token)
+        return;
+    w->startup_term = 0;
+    if (m->startup_left[w->type] > 0 && --m->startup_left[w->type] == 0)
+        manager_started(m, w->type);
+}
+
 /* Writes begin: every workload is looked at now. */
 static void start_work(struct workload_mgr *m, uint64_t token)
 {
     m->writes_token = token;
+    m->term_started_at = time_wall();
+    memset(m->startup_left, 0, sizeof(m->startup_left));
     log_info("workloads", "leading with token %llu: reconciling %u workloads", (unsigned long long)m->writes_token, m->count);
     for (struct workload *w = m->list; w; w = w->next) {
         free(w->status_written);
         w->status_written = NULL;
+        w->startup_term = token;
+        m->startup_left[w->type]++;
         wm_enqueue(m, w, 0);
     }
+    for (int t = 0; t < WORKLOAD_TYPE_COUNT; t++)
+        if (m->startup_left[t] == 0)
+            manager_started(m, (enum workload_type)t);
 }
 
 static void fence_raised(void *arg, uint64_t token)
@@ -596,7 +625,9 @@ static void register_metrics(struct workload_mgr *m, struct metrics *reg)
     static const char *const tno[] = {"type", "name", "operation", NULL};
     static const char *const tne[] = {"type", "name", "error_type", NULL};
     static const char *const nn[] = {"name", "namespace", NULL};
-    static const double buckets[] = {0.1, 0.5, 1, 2, 5, 10, 30, 60, 120, 300};
+    /* The Go controller's bounds (0.1 s doubling to 51.2 s), so that its
+     * dashboards' quantiles read the same. */
+    static const double buckets[] = {0.1, 0.2, 0.4, 0.8, 1.6, 3.2, 6.4, 12.8, 25.6, 51.2};
     static const char *const kind_names[] = {"k8_highlander_process_status", "k8_highlander_cronjob_status",
                                              "k8_highlander_service_status", "k8_highlander_persistent_status"};
 
@@ -721,9 +752,12 @@ void workload_mgr_free(struct workload_mgr *m)
 
 /* ---- API views ------------------------------------------------------------------- */
 
+/* The Go controller's zero time.Time: its lastTransition before any. */
+#define GO_ZERO_TIME "0001-01-01T00:00:00Z"
+
 static json_t *workload_json(struct workload_mgr *m, struct workload *w)
 {
-    char ts[40] = "";
+    char ts[40] = GO_ZERO_TIME;
 
     if (w->last_transition > 0)
         time_format_rfc3339(w->last_transition, ts, sizeof(ts));
@@ -731,7 +765,7 @@ static json_t *workload_json(struct workload_mgr *m, struct workload *w)
     return json_pack("{s:s, s:s, s:s, s:s, s:b, s:b, s:s, s:s?, s:s?, s:O, s:o, s:s?}", "name", w->name, "namespace",
                      w->ns, "type", workload_type_name(w->type), "source", w->cr ? "crd" : "config", "active",
                      w->h.active, "healthy", w->h.healthy, "phase", w->invalid ? "Invalid" : (w->h.phase[0] ? w->h.phase : "Pending"),
-                     "lastError", w->invalid ? w->invalid : w->last_error, "lastTransition", ts[0] ? ts : NULL,
+                     "lastError", w->invalid ? w->invalid : w->last_error, "lastTransition", ts,
                      "details", w->h.details ? w->h.details : json_null(), "spec",
                      config_workload_to_json(w->type, w->spec), "specHash", w->hash[0] ? w->hash : NULL);
 }
@@ -753,12 +787,16 @@ static json_t *manager_json(struct workload_mgr *m, enum workload_type t)
     json_t *o = json_object(), *byname = json_object();
     int healthy = 1;
     const char *err = NULL;
+    double latest = 0;
+    char ts[40] = GO_ZERO_TIME;
 
     for (struct workload *w = m ? m->list : NULL; w; w = w->next) {
         json_t *one;
         char key[300];
         if (w->type != t)
             continue;
+        if (w->last_transition > latest)
+            latest = w->last_transition;
         one = workload_json(m, w);
         json_object_set_new(one, "type", json_string(k->metric_type));
         json_object_set_new(one, "kind", json_string(workload_type_name(w->type)));
@@ -776,6 +814,9 @@ static json_t *manager_json(struct workload_mgr *m, enum workload_type t)
     json_object_set_new(o, "type", json_string(k->go_manager_type));
     json_object_set_new(o, "active", json_boolean(m != NULL));
     json_object_set_new(o, "healthy", json_boolean(healthy));
+    if (latest > 0) /* the kind's latest change (the Go manager's last start or stop) */
+        time_format_rfc3339(latest, ts, sizeof(ts));
+    json_object_set_new(o, "lastTransition", json_string(ts));
     if (err)
         json_object_set_new(o, "lastError", json_string(err));
     json_object_set_new(o, "details", json_pack("{s:o}", k->go_details_key, byname));

@@ -101,6 +101,8 @@ void kind_dump_replicated(const struct workload_spec *w, json_t *o);
  * StatefulSet). */
 void kind_health_replicated(json_t *obj, struct health *h, const char *key, const char *field);
 /* Sets o[key] to the string v when v is set. */
+/* o[key] as a string, "" when absent or not a string. */
+const char *kind_str(json_t *o, const char *key);
 void kind_set_str(json_t *o, const char *key, const char *v);
 
 #endif

@@ -64,6 +64,7 @@ struct workload {
     uint64_t status_next_ms;             /* the next status write goes no sooner (0: no change seen yet) */
     double started_at;
     int reported_start;
+    uint64_t startup_term;               /* counted in its kind's manager start-up of this term */
 };
 
 struct workload_mgr {
@@ -98,6 +99,11 @@ struct workload_mgr {
     struct app *app;
     struct metric *m_status, *m_ops, *m_errors, *m_startup, *m_shutdown, *m_kind_status[WORKLOAD_TYPE_COUNT];
     struct metric *m_retry, *m_retry_ok;
+    /* The Go controller's manager start-up (one per kind and term): from
+     * the term's first writes until each of the kind's workloads has been
+     * reconciled once. */
+    double term_started_at;
+    unsigned startup_left[WORKLOAD_TYPE_COUNT];
     /* The installed CRD of a kind has no status subresource (a Go
      * replica rewrites the CRDs so at its start): status writes of that
      * kind pause until this time, then one tries again. */
@@ -129,6 +135,8 @@ void wm_enqueue(struct workload_mgr *m, struct workload *w, uint64_t delay_ms);
 void wm_retry_later(struct workload_mgr *m, struct workload *w);
 /* (Re)arms the queue's timer for the earliest due workload. */
 void wm_arm(struct workload_mgr *m);
+/* w's reconcile ended: counts towards its kind's manager start-up. */
+void wm_startup_reconciled(struct workload_mgr *m, struct workload *w);
 
 /* ---- workload_reconcile.c ----------------------------------------------------- */
 

@@ -339,9 +339,19 @@ void kind_health_replicated(json_t *obj, struct health *h, const char *key, cons
     snprintf(h->phase, sizeof(h->phase), "%s", h->healthy ? "Running" : "Progressing");
     if (!h->healthy)
         snprintf(h->message, sizeof(h->message), "%lld of %lld replicas ready", ready, want);
-    h->details = json_pack("{s:I, s:I, s:I, s:I}", "replicas", (json_int_t)want, "ready", (json_int_t)ready, key,
-                           (json_int_t)json_integer_value(json_object_get(status, field)), "updated",
-                           (json_int_t)json_integer_value(json_object_get(status, "updatedReplicas")));
+    /* Ours (ready, available or current, updated) and the Go
+     * controller's names for the same counts (readyReplicas, ...). */
+    json_int_t other = json_integer_value(json_object_get(status, field));
+    json_int_t updated = json_integer_value(json_object_get(status, "updatedReplicas"));
+    h->details = json_pack("{s:I, s:I, s:I, s:I, s:I, s:I, s:I}", "replicas", (json_int_t)want, "ready",
+                           (json_int_t)ready, key, other, "updated", updated, "readyReplicas", (json_int_t)ready,
+                           field, other, "updatedReplicas", updated);
+}
+
+const char *kind_str(json_t *o, const char *key)
+{
+    const char *v = json_string_value(json_object_get(o, key));
+    return v ? v : "";
 }
 
 void kind_set_str(json_t *o, const char *key, const char *v)

@@ -252,6 +252,7 @@ static void reconcile_done(struct workload_mgr *m, struct workload *w, int ok)
 {
     w->busy = 0;
     m->in_flight--;
+    wm_startup_reconciled(m, w);
     if (!ok) {
         wm_retry_later(m, w);
     } else {
@@ -306,6 +307,28 @@ static int write_ok(const char *what, int status)
     return status == 404 && strcmp(what, "delete") == 0;
 }
 
+/* The error_type label of a failed write: the Go controller's categories
+ * (alerts written for it key on them), from the API server's reason or,
+ * as Go does, the message. */
+static const char *error_type(const struct kube_response *res)
+{
+    const char *r = res->err.reason, *msg = res->err.message;
+
+    if (strcmp(r, "NotFound") == 0)
+        return "not_found";
+    if (strcmp(r, "Timeout") == 0 || strcmp(r, "ServerTimeout") == 0 || res->status == 504)
+        return "timeout";
+    if (strcmp(r, "AlreadyExists") == 0)
+        return "already_exists";
+    if (strstr(msg, "not found"))
+        return "not_found";
+    if (strstr(msg, "timeout") || strstr(msg, "timed out"))
+        return "timeout";
+    if (strstr(msg, "already exists"))
+        return "already_exists";
+    return "unknown";
+}
+
 static void op_done(void *arg, const struct kube_response *res)
 {
     struct op_req *r = arg;
@@ -334,7 +357,7 @@ static void op_done(void *arg, const struct kube_response *res)
         const char *lv[] = {workload_kind_of(w->type)->metric_type, w->name, what_done};
         metrics_add(m->m_ops, lv, 1);
         if (!ok) {
-            const char *ev[] = {workload_kind_of(w->type)->metric_type, w->name, res->err.reason[0] ? res->err.reason : "error"};
+            const char *ev[] = {workload_kind_of(w->type)->metric_type, w->name, error_type(res)};
             metrics_add(m->m_errors, ev, 1);
             if (!fence_is_rejection(res))
                 wl_set_error(w, "%s: %s", what_done, res->err.message);

@@ -54,6 +54,8 @@ workloads:
       persistentVolumes: [{{name: data, mountPath: /data, size: 1Gi}}]
 """
 
+# Pre-bound to this test's claim: an unbound PV could be taken by another
+# test's claim (the two parametrised runs, or a later persistentSet test).
 PV = """apiVersion: v1
 kind: PersistentVolume
 metadata: {{name: {name}}}
@@ -61,6 +63,7 @@ spec:
   capacity: {{storage: 1Gi}}
   accessModes: [ReadWriteOnce]
   persistentVolumeReclaimPolicy: Retain
+  claimRef: {{namespace: {ns}, name: data-store-0}}
   hostPath: {{path: /tmp/{name}}}
 """
 
@@ -69,19 +72,28 @@ def get(kube, ns, *what):
     return json.loads(kube.kubectl("-n", ns, "get", *what, "-o", "json"))
 
 
+def get_or_none(kube, ns, *what):
+    """The object, or None while it does not exist (kube.kubectl raises
+    AssertionError for a failed kubectl: the pod is absent between Go's
+    delete and the next leader's create)."""
+    try:
+        return get(kube, ns, *what)
+    except AssertionError as e:
+        if "NotFound" in str(e) or "not found" in str(e):
+            return None
+        raise
+
+
 def running(kube, ns):
     """Which of the four kinds run now (one entry per kind)."""
     out = {}
-    try:
-        pod = get(kube, ns, "pod", "proc-pod")
-        out["process"] = pod["status"].get("phase") == "Running" and "deletionTimestamp" not in pod["metadata"]
-    except subprocess.CalledProcessError:
-        out["process"] = False
-    cj = get(kube, ns, "cronjob", "tick")
-    out["cronJob"] = cj["spec"].get("suspend") is False
+    pod = get_or_none(kube, ns, "pod", "proc-pod")
+    out["process"] = bool(pod) and pod["status"].get("phase") == "Running" and "deletionTimestamp" not in pod["metadata"]
+    cj = get_or_none(kube, ns, "cronjob", "tick")
+    out["cronJob"] = bool(cj) and cj["spec"].get("suspend") is False
     for kind, name in (("service", "deployment/web"), ("persistentSet", "statefulset/store")):
-        o = get(kube, ns, name)
-        want = o["spec"].get("replicas", 0)
+        o = get_or_none(kube, ns, name)
+        want = o["spec"].get("replicas", 0) if o else 0
         out[kind] = want >= 1 and o.get("status", {}).get("readyReplicas", 0) == want
     return out
 
@@ -147,7 +159,7 @@ def test_rolling_migration_go_to_c_and_back(go_peer, kube, controller_factory, t
     ns = kube.namespace("compat-migration-" + handover)
     pv = "hl-pv-" + ns
     kube.kubectl("delete", "pv", pv, "--ignore-not-found")
-    kube.kubectl("apply", "-f", "-", input=PV.format(name=pv).encode())
+    kube.kubectl("apply", "-f", "-", input=PV.format(name=pv, ns=ns).encode())
     cfg = tmp_path / "config.yaml"
     cfg.write_text("workloadHandover: %s\n" % handover + CONFIG.format(ns=ns))
     store = RedisStore()

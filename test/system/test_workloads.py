@@ -2,6 +2,7 @@
 with real Redis: config and custom-resource workloads, status, in-place
 updates, adoption on failover, recreation, invalid resources."""
 import json
+import re
 import time
 
 import pytest
@@ -169,6 +170,13 @@ def test_config_workloads_become_healthy(setup):
     assert "proc" in doc["data"]["details"]["processes"]
     one = leader.get_json("/api/workloads/web?namespace=" + ns)[1]["data"]
     assert one["details"]["replicas"] == 2 and one["type"] == "service"
+    # Go's detail keys beside ours, and its lastTransition on managers too.
+    assert one["details"]["readyReplicas"] == 2 and one["details"]["availableReplicas"] == 2
+    proc = by_mgr["processes"]["details"]["processes"]["proc"]["details"]
+    assert proc["podPhase"] == "Running" and proc["nodeName"] and proc["containerReady"] is True
+    for mgr in by_mgr.values():
+        assert re.match(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d", mgr["lastTransition"]), mgr
+        assert mgr["lastTransition"] != "0001-01-01T00:00:00Z", mgr  # its workloads have changed
     text = leader.get("/metrics")[2].decode()
     # Every metric name of SPEC section 7 is exported by a leader with workloads.
     for name in ("is_leader", "leadership_transitions_total", "leadership_duration_seconds",
@@ -187,6 +195,13 @@ def test_config_workloads_become_healthy(setup):
     assert 'k8_highlander_workload_status{type="cronjob",name="tick",namespace="%s"} 1' % ns in text
     assert 'k8_highlander_workload_status{type="persistent",name="store",namespace="%s"} 1' % ns in text
     assert 'k8_highlander_workload_operations_total{type="process",name="proc",operation="startup"} 1' in text
+    # The Go managers' start-up, once per kind for this term.
+    for mtype, mname in (("processManager", "processes"), ("cronjobManager", "cronjobs"),
+                         ("serviceManager", "service"), ("persistentManager", "persistent")):
+        assert 'k8_highlander_workload_operations_total{type="%s",name="%s",operation="startup"} 1' % (
+            mtype, mname) in text, mtype
+        assert 'k8_highlander_workload_startup_duration_seconds_count{type="%s",name="%s"} 1' % (mtype, mname) in text
+    assert 'k8_highlander_workload_startup_duration_seconds_bucket{type="process",name="proc",le="51.2"} 1' in text
     assert 'k8_highlander_controller_state{state="normal"} 1' in text
     assert 'k8_highlander_controller_state{state="degraded"} 0' in text
     cl.check()
@@ -254,6 +269,49 @@ workloads:
     events = watcher.events("crash-pod")
     assert events.count("ADDED") == 3, events  # the first pod and two restarts
     assert watcher.live_max("crash-pod") == 1, events
+    cl.check()
+
+
+def test_failed_write_counted_with_go_error_type(kube, controller_factory, tmp_path):
+    """A write the API server refuses: a process in a namespace that does
+    not exist (its create answers 404 NotFound).  The error is counted
+    with the Go controller's error_type ("not_found"), named in the
+    workload's lastError, retried, and the other workload still runs."""
+    ns = kube.namespace("wl-errtype")
+    store = RedisStore()
+    cfg = tmp_path / "config.yaml"
+    cfg.write_text("""
+workloads:
+  processes:
+    - name: ghost
+      namespace: wl-errtype-absent
+      image: busybox
+      script: {{commands: ["sleep 3600"]}}
+    - name: fine
+      namespace: {ns}
+      image: busybox
+      script: {{commands: ["sleep 3600"]}}
+""".format(ns=ns))
+    cl = Cluster(controller_factory, None, n=1, store=store,
+                 extra_env={"HIGHLANDER_KUBECONFIG": kube.kubeconfig, "HIGHLANDER_CONFIG": str(cfg)})
+    try:
+        leader = cl.wait_one_leader(timeout=15)
+        series = 'k8_highlander_workload_errors_total{type="process",name="ghost",error_type="not_found"} '
+
+        def errors():
+            for line in leader.get("/metrics")[2].decode().splitlines():
+                if line.startswith(series):
+                    return float(line.split()[-1])
+            return 0
+        wait(lambda: errors() >= 2, 30, "two failed creates counted as not_found")  # retried
+        w = workloads(leader, "wl-errtype-absent")["ghost"]
+        assert not w["healthy"] and "not found" in w["lastError"], w
+        wait(lambda: workloads(leader, ns)["fine"]["healthy"], 60, "the other workload runs")
+        assert 'name="ghost",error_type="unknown"' not in leader.get("/metrics")[2].decode()
+    finally:
+        for c in cl.alive():
+            c.terminate()
+        store.stop()
     cl.check()
 
 

@@ -140,6 +140,56 @@ static void test_health(void **state)
     json_decref(dep);
 }
 
+/* The Go controller's detail keys, beside ours, with Go's JSON types. */
+static void test_go_detail_keys(void **state)
+{
+    struct health h;
+    json_t *pod = json_loads("{\"status\":{\"phase\":\"Pending\",\"hostIP\":\"10.1.0.1\",\"conditions\":"
+                             "[{\"type\":\"PodScheduled\",\"status\":\"False\",\"reason\":\"Unschedulable\","
+                             "\"message\":\"0/1 nodes\"}],\"containerStatuses\":[{\"restartCount\":3,\"ready\":false,"
+                             "\"state\":{\"running\":{\"startedAt\":\"2026-01-01T00:00:00Z\"}}}]},"
+                             "\"spec\":{\"nodeName\":\"n1\"}}", 0, NULL);
+    json_t *sts = json_loads("{\"metadata\":{\"generation\":1},\"spec\":{\"replicas\":2},\"status\":"
+                             "{\"observedGeneration\":1,\"readyReplicas\":1,\"currentReplicas\":2,\"updatedReplicas\":2}}",
+                             0, NULL);
+    json_t *cj = json_loads("{\"spec\":{\"schedule\":\"* * * * *\",\"suspend\":false},\"status\":{\"active\":"
+                            "[{\"name\":\"tick-1\"},{\"name\":\"tick-2\"}]}}", 0, NULL);
+    json_t *d;
+    (void)state;
+
+    workload_health(WORKLOAD_PROCESS, pod, &h);
+    d = h.details;
+    assert_string_equal(json_string_value(json_object_get(d, "podPhase")), "Pending");
+    assert_string_equal(json_string_value(json_object_get(d, "podIP")), ""); /* Go: a string, "" before one */
+    assert_string_equal(json_string_value(json_object_get(d, "hostIP")), "10.1.0.1");
+    assert_string_equal(json_string_value(json_object_get(d, "nodeName")), "n1");
+    assert_true(json_is_false(json_object_get(d, "containerReady")));
+    assert_int_equal(json_integer_value(json_object_get(d, "containerRestartCount")), 3);
+    assert_string_equal(json_string_value(json_object_get(d, "containerStartTime")), "2026-01-01T00:00:00Z");
+    assert_string_equal(json_string_value(json_object_get(d, "pendingReason")), "Unschedulable");
+    assert_string_equal(json_string_value(json_object_get(d, "pendingMessage")), "0/1 nodes");
+    json_decref(d);
+
+    workload_health(WORKLOAD_PERSISTENT, sts, &h);
+    d = h.details;
+    assert_int_equal(json_integer_value(json_object_get(d, "readyReplicas")), 1);
+    assert_int_equal(json_integer_value(json_object_get(d, "currentReplicas")), 2);
+    assert_int_equal(json_integer_value(json_object_get(d, "updatedReplicas")), 2);
+    assert_int_equal(json_integer_value(json_object_get(d, "replicas")), 2);
+    assert_int_equal(json_integer_value(json_object_get(d, "ready")), 1); /* ours kept */
+    json_decref(d);
+
+    workload_health(WORKLOAD_CRONJOB, cj, &h);
+    d = h.details;
+    assert_int_equal(json_array_size(json_object_get(d, "activeJobNames")), 2);
+    assert_string_equal(json_string_value(json_array_get(json_object_get(d, "activeJobNames"), 1)), "tick-2");
+    assert_int_equal(json_integer_value(json_object_get(d, "activeJobs")), 2);
+    json_decref(d);
+    json_decref(pod);
+    json_decref(sts);
+    json_decref(cj);
+}
+
 /* The main container of spec (JSON) built as kind t; *d holds the objects. */
 static json_t *main_of(enum workload_type t, const char *spec_text, struct desired *d, int *n)
 {
@@ -242,6 +292,7 @@ int main(void)
         cmocka_unit_test(test_decode_and_build),
         cmocka_unit_test(test_unknown_and_bad_fields),
         cmocka_unit_test(test_health),
+        cmocka_unit_test(test_go_detail_keys),
         cmocka_unit_test(test_go_container_shapes),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
