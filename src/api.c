@@ -8,6 +8,8 @@
 #include "highlander/procstat.h"
 
 #include <jansson.h>
+#include <malloc.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -113,6 +115,31 @@ static int count_active(uv_loop_t *loop)
     return (int)loop->active_handles;
 }
 
+/*
+ * The Go controller's debug keys, with the nearest meaning this process
+ * has: healthStatus is the /status object; goroutineCount the threads of
+ * the process; memoryStats from the C heap (mallinfo2: alloc in use, sys
+ * obtained from the kernel; glibc keeps no count of all bytes ever
+ * allocated, so totalAlloc is the peak resident size; no collector, so
+ * numGC is 0).
+ */
+static void add_go_debug_keys(struct api *api, json_t *o, const struct procstat *ps)
+{
+    struct mallinfo2 mi = mallinfo2();
+    char port[16];
+
+    json_object_set_new(o, "healthStatus", status_json(api));
+    json_object_set_new(o, "goroutineCount", json_integer(ps->threads));
+    json_object_set_new(o, "memoryStats",
+                        json_pack("{s:I, s:I, s:I, s:i}", "alloc", (json_int_t)(mi.uordblks + mi.hblkhd),
+                                  "totalAlloc", (json_int_t)ps->peak_rss_bytes, "sys",
+                                  (json_int_t)(mi.arena + mi.hblkhd), "numGC", 0));
+    snprintf(port, sizeof(port), "%d", api->status->cfg->port);
+    json_object_set_new(o, "serverInfo", json_pack("{s:s, s:s}", "dbInfo",
+                                                   api->status->store_address ? api->status->store_address : "",
+                                                   "port", port));
+}
+
 static void h_debug_status(void *ctx, const struct http_request *req, struct http_response *res)
 {
     struct api *api = ctx;
@@ -142,6 +169,7 @@ static void h_debug_status(void *ctx, const struct http_request *req, struct htt
                                              (json_int_t)hs.timeouts, "open", (int)hs.open));
     json_object_set_new(o, "leadershipHistory", status_history_json(api->status));
     json_object_set_new(o, "memberClusters", json_integer(api->status->member_clusters));
+    add_go_debug_keys(api, o, &ps);
     send_data(res, o);
 }
 
@@ -156,6 +184,9 @@ static json_t *dbinfo_json(struct api *api)
     json_object_set_new(o, "connected", json_boolean(st->store_connected));
     json_object_set_new(o, "failures", json_integer((json_int_t)st->store_failures));
     json_object_set_new(o, "lastError", st->store_last_error ? json_string(st->store_last_error) : json_null());
+    /* Go's details map: the database kind for the SQL store. */
+    json_object_set_new(o, "details", c->storage_type == STORAGE_DB ? json_pack("{s:s}", "type", "PostgreSQL")
+                                                                     : json_object());
     return o;
 }
 

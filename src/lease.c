@@ -14,7 +14,10 @@
 enum lease_state { LS_FOLLOWER, LS_LEADER, LS_STEPPING_DOWN, LS_STOPPED };
 
 static const char *const state_names[] = {"follower", "leader", "stepping-down", "stopped"};
-static const char *const op_names[] = {"acquire", "renew", "release", "observe"};
+/* The operation label of the store metrics: the Go controller's names for
+ * the same steps (SETNX to acquire, EXPIRE to renew, a script to release,
+ * GET to read the holder), whatever the backend. */
+static const char *const op_labels[] = {"setNX", "expire", "eval", "get"};
 
 struct subscriber {
     lease_started_cb started;
@@ -25,7 +28,7 @@ struct subscriber {
 struct lease_metrics {
     struct metric *is_leader, *transitions, *duration, *acquisitions, *losses, *failed_attempts,
         *last_transition, *failover, *failover_duration, *failover_errors, *db_ops, *db_errors,
-        *db_latency, *lock_ttl, *cluster_health, *cluster_transitions, *fencing_token;
+        *db_latency, *lock_ttl, *cluster_transitions, *fencing_token;
 };
 
 struct lease {
@@ -300,6 +303,7 @@ static void start_leading(struct lease *l, uint64_t token)
     l->st->fencing_token = token;
     l->st->transitions++;
     status_set_str(&l->st->last_change_reason, failover ? "previous leader gone" : "acquired the lease");
+    status_set_str(&l->st->last_error, NULL);
     set_holder(l, l->cfg->id, l->cfg->cluster_name, token, -1);
     status_record_event(l->st, "acquired", token, l->cfg->id, failover ? "failover" : "acquired");
     metrics_set(l->m.is_leader, NULL, 1);
@@ -466,19 +470,34 @@ static void saw_absent(struct lease *l, int vouched, uint64_t token)
         schedule(l, until - now);
 }
 
+/* The error_type label, in the Go controller's categories. */
+static const char *db_error_type(const char *err)
+{
+    if (err == NULL)
+        return "unknown";
+    if (strcasestr(err, "refused"))
+        return "connection_refused";
+    if (strcasestr(err, "timed out") || strcasestr(err, "timeout"))
+        return "timeout";
+    if (strcasestr(err, "network") || strcasestr(err, "unreachable") || strcasestr(err, "reset") ||
+        strcasestr(err, "resolve"))
+        return "network";
+    return "unknown";
+}
+
 static void count_db(struct lease *l, enum lease_op op, enum lease_result r, uint64_t sent_ns, const char *err)
 {
-    const char *lv[] = {op_names[op]};
+    const char *lv[] = {op_labels[op]};
     double latency = (double)(time_mono_ns() - sent_ns) / 1e9;
 
     metrics_add(l->m.db_ops, lv, 1);
     metrics_observe(l->m.db_latency, lv, latency);
     timeline_lease_op(&l->st->timeline, latency, r != LEASE_ERROR, l->state == LS_LEADER);
     if (r == LEASE_ERROR) {
-        const char *ev[] = {op_names[op], err && strstr(err, "timed out") ? "timeout" : "store_error"};
+        const char *ev[] = {op_labels[op], db_error_type(err)};
         metrics_add(l->m.db_errors, ev, 1);
         l->st->store_failures++;
-        status_set_str(&l->st->store_last_error, err ? err : "error");
+        status_store_error(l->st, err ? err : "error");
     }
 }
 
@@ -608,28 +627,26 @@ void lease_backend_result(struct lease *l, enum lease_op op, enum lease_result r
 
 void lease_backend_store_state(struct lease *l, int connected, const char *reason)
 {
-    const char *lv[] = {l->cfg->cluster_name};
 
     if (!connected && !l->store_up) {
         /* Another failed attempt to connect: each one is logged and
          * counted, from the very first, so a store that never came up is
          * as visible as one that went away. */
-        const char *ev[] = {"connect", reason && strstr(reason, "timed out") ? "timeout" : "connect_error"};
+        /* Counted as the read that could not be made, as Go counts it. */
+        const char *ev[] = {op_labels[LEASE_OP_OBSERVE], db_error_type(reason)};
         log_warn("lease", "cannot connect to the store: %s", reason ? reason : "unknown");
         metrics_add(l->m.db_errors, ev, 1);
-        metrics_set(l->m.cluster_health, lv, 0);
         l->st->store_failures++;
-        status_set_str(&l->st->store_last_error, reason);
+        status_store_error(l->st, reason);
         return;
     }
     if (connected == l->store_up)
         return;
     l->store_up = connected;
     l->st->store_connected = connected;
-    metrics_set(l->m.cluster_health, lv, connected ? 1 : 0);
     if (!connected) {
         log_warn("lease", "store unavailable: %s", reason ? reason : "unknown");
-        status_set_str(&l->st->store_last_error, reason);
+        status_store_error(l->st, reason);
         l->st->store_failures++;
         l->down_at_ms = time_mono_ms();
         l->known = 0;
@@ -738,7 +755,6 @@ static void register_metrics(struct lease *l, struct metrics *m)
     static const double lat_buckets[] = {0.001, 0.002, 0.004, 0.008, 0.016, 0.032, 0.064, 0.128, 0.256, 0.512};
     static const char *const op[] = {"operation", NULL};
     static const char *const op_err[] = {"operation", "error_type", NULL};
-    static const char *const cluster[] = {"cluster", NULL};
     static const char *const from_to[] = {"from_cluster", "to_cluster", NULL};
     struct lease_metrics *x = &l->m;
 
@@ -772,21 +788,18 @@ static void register_metrics(struct lease *l, struct metrics *m)
                                      "Latency of lease store operations.", op, lat_buckets, ARRAY_SIZE(lat_buckets));
     x->lock_ttl = metrics_register(m, METRIC_GAUGE, "k8_highlander_db_lock_ttl_seconds",
                                    "Remaining lifetime of the lease record when last seen.", NULL, NULL, 0);
-    x->cluster_health = metrics_register(m, METRIC_GAUGE, "k8_highlander_cluster_health",
-                                         "1 while this replica reaches its lease store.", cluster, NULL, 0);
     x->cluster_transitions = metrics_register(m, METRIC_COUNTER, "k8_highlander_cluster_transitions_total",
                                               "Leadership moves between clusters seen by this replica.", from_to,
                                               NULL, 0);
     x->fencing_token = metrics_register(m, METRIC_GAUGE, "k8_highlander_fencing_token",
                                         "Fencing token of this replica's current or last leadership.", NULL, NULL, 0);
-    metrics_set(x->is_leader, NULL, 0);
-    metrics_set(x->fencing_token, NULL, 0);
-    metrics_add(x->transitions, NULL, 0);
-    metrics_add(x->acquisitions, NULL, 0);
-    metrics_add(x->losses, NULL, 0);
-    metrics_add(x->failed_attempts, NULL, 0);
-    metrics_add(x->failover, NULL, 0);
-    metrics_add(x->failover_errors, NULL, 0);
+    /* Every operation's series from the start, at 0 (the families without
+     * labels have theirs already, see metrics.h). */
+    for (size_t i = 0; i < ARRAY_SIZE(op_labels); i++) {
+        const char *lv[] = {op_labels[i]};
+        metrics_touch(x->db_ops, lv);
+        metrics_touch(x->db_latency, lv);
+    }
 }
 
 struct lease *lease_new(uv_loop_t *loop, const struct config *cfg, struct status *st, struct metrics *m,

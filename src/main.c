@@ -6,6 +6,7 @@
 #include "highlander/app.h"
 #include "highlander/config.h"
 #include "highlander/kube.h"
+#include "highlander/kube_health.h"
 #include "highlander/lease.h"
 #include "highlander/log.h"
 #include "highlander/loopstat.h"
@@ -162,13 +163,14 @@ struct daemon {
     struct app *app;
     struct api api;
     struct loopstat_module lsm;
+    struct kube_health *health;
     struct lease *lease;
     struct workload_mgr *workloads;
 };
 
 /*
  * The modules in start order: HTTP first (probes answer during start-up),
- * loop statistics, the lease, the workloads.  They stop in reverse, so in
+ * loop statistics, the Kubernetes API check, the lease, the workloads.  They stop in reverse, so in
  * a shutdown the leader stops its work, then releases the lease.  One
  * Kubernetes client serves the Lease store, the fence and the workloads:
  * one rate limit, one set of connections (lease and fence requests go
@@ -198,6 +200,11 @@ static void wire(struct daemon *p, const struct config *cfg)
         struct kube_client_opts ko = {.qps = cfg->kube_qps, .burst = cfg->kube_burst};
         kube = kube_client_new(&p->loop, &kc, &ko, kerr, sizeof(kerr));
     }
+    p->health = kube_health_new(&p->loop, kube ? kube_client_share(kube) : NULL, &p->status, p->metrics,
+                                cfg->cluster_name);
+    m = kube_health_module_ops;
+    m.ctx = p->health;
+    app_add_module(p->app, &m);
     p->lease = new_lease(&p->loop, cfg, &p->status, p->metrics,
                          kube && cfg->storage_type == STORAGE_LEASE ? kube_client_share(kube) : NULL,
                          have_kc ? kc.server : NULL, kerr);
@@ -252,6 +259,7 @@ int main(int argc, char **argv)
     app_free(p.app);
     workload_mgr_free(p.workloads);
     lease_free(p.lease);
+    kube_health_free(p.health);
     metrics_free(p.metrics);
     status_free(&p.status);
     config_free(cfg);

@@ -82,6 +82,11 @@ void metrics_free(struct metrics *m)
     free(m);
 }
 
+static struct series *series_get(struct metric *f, const char *const *values, int create);
+
+/* A family without labels has its one series from the start (0, or an
+ * empty histogram), as Prometheus client libraries do: a dashboard or an
+ * alert sees 0 rather than no data before the first event. */
 struct metric *metrics_register(struct metrics *m, enum metric_type type, const char *name,
                                 const char *help, const char *const *label_names,
                                 const double *buckets, size_t nbuckets)
@@ -101,6 +106,8 @@ struct metric *metrics_register(struct metrics *m, enum metric_type type, const 
     f->owner = m;
     m->families = xrealloc(m->families, (m->nfamilies + 1) * sizeof(*m->families));
     m->families[m->nfamilies++] = f;
+    if (f->nlabels == 0)
+        series_get(f, NULL, 1);
     return f;
 }
 
@@ -169,6 +176,11 @@ void metrics_add(struct metric *f, const char *const *label_values, double delta
 
     if (s != NULL)
         s->value += delta;
+}
+
+void metrics_touch(struct metric *f, const char *const *label_values)
+{
+    series_get(f, label_values, 1);
 }
 
 void metrics_set(struct metric *f, const char *const *label_values, double value)
@@ -317,7 +329,7 @@ void metrics_render(struct metrics *m, struct buf *out)
 /* ---- process metrics ---------------------------------------------------- */
 
 struct process_metrics {
-    struct metric *cpu, *rss, *vsize, *fds, *max_fds, *start, *threads, *mem, *load;
+    struct metric *cpu, *rss, *vsize, *fds, *max_fds, *start, *threads, *mem, *load, *goroutines;
 };
 
 static void collect_process(struct metrics *m, void *ctx)
@@ -340,6 +352,7 @@ static void collect_process(struct metrics *m, void *ctx)
     metrics_set(pm->threads, NULL, ps.threads);
     metrics_set(pm->mem, NULL, (double)ps.rss_bytes);
     metrics_set(pm->load, NULL, ps.load1);
+    metrics_set(pm->goroutines, NULL, ps.threads);
 }
 
 void metrics_register_process(struct metrics *m)
@@ -364,5 +377,10 @@ void metrics_register_process(struct metrics *m)
                               "Resident memory of the controller in bytes, read from /proc.", NULL, NULL, 0);
     pm.load = metrics_register(m, METRIC_GAUGE, "k8_highlander_system_load",
                                "One-minute load average of the host, read from /proc/loadavg.", NULL, NULL, 0);
+    /* Go's name; here the threads of the process (one event loop, plus
+     * any resolver thread libcurl has running). */
+    pm.goroutines = metrics_register(m, METRIC_GAUGE, "k8_highlander_goroutine_count",
+                                     "Threads of the controller process (the Go controller's goroutine count).",
+                                     NULL, NULL, 0);
     metrics_add_collector(m, collect_process, &pm);
 }

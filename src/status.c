@@ -28,6 +28,7 @@ void status_free(struct status *st)
     free(st->last_leader);
     free(st->last_change_reason);
     free(st->store_last_error);
+    free(st->last_error);
     free(st->store_address);
     free(st->fence_object);
     free(st->fence_state);
@@ -41,6 +42,12 @@ void status_set_str(char **field, const char *value)
         return;
     free(*field);
     *field = value ? xstrdup(value) : NULL;
+}
+
+void status_store_error(struct status *st, const char *error)
+{
+    status_set_str(&st->store_last_error, error);
+    status_set_str(&st->last_error, error);
 }
 
 void status_record_event(struct status *st, const char *event, uint64_t token, const char *leader,
@@ -113,7 +120,7 @@ json_t *status_to_json(const struct status *st, const char *controller_state, in
     json_object_set_new(o, "currentLeader", go_str(st->current_leader));
     json_object_set_new(o, "lastLeader", go_str(st->last_leader));
     json_object_set_new(o, "clusterName", json_string(c->cluster_name));
-    json_object_set_new(o, "clusterHealth", json_boolean(st->store_connected));
+    json_object_set_new(o, "clusterHealth", json_boolean(st->cluster_healthy));
     json_object_set_new(o, "tenant", json_string(c->tenant));
     json_object_set_new(o, "dbConnected", json_boolean(st->store_connected));
     json_object_set_new(o, "dbFailureCount", json_integer((json_int_t)st->store_failures));
@@ -138,5 +145,7 @@ json_t *status_to_json(const struct status *st, const char *controller_state, in
     json_object_set_new(o, "leadershipTransitions", json_integer((json_int_t)st->transitions));
     json_object_set_new(o, "lastLeadershipChangeReason", go_str(st->last_change_reason));
     json_object_set_new(o, "remainsFollower", json_boolean(c->remains_follower));
+    if (st->last_error) /* omitted when empty, as Go does */
+        json_object_set_new(o, "lastError", json_string(st->last_error));
     return o;
 }

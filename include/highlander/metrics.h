@@ -44,6 +44,8 @@ struct metric *metrics_register(struct metrics *m, enum metric_type type, const 
 void metrics_add(struct metric *f, const char *const *label_values, double delta);
 void metrics_set(struct metric *f, const char *const *label_values, double value);
 void metrics_observe(struct metric *f, const char *const *label_values, double value);
+/* Creates the series, at 0 or as an empty histogram, if it is absent. */
+void metrics_touch(struct metric *f, const char *const *label_values);
 /* Removes every series of a family (for gauges describing a changing set). */
 void metrics_clear(struct metric *f);
 /* Drops one series (a workload that no longer exists), if present. */

@@ -39,11 +39,15 @@ struct status {
     uint64_t failover_count;
     uint64_t transitions;
     char *last_change_reason;
+    bool cluster_healthy;     /* the Kubernetes API answers (kube_health.c) */
     /* store */
     bool store_connected;
     uint64_t store_failures;
     char *store_last_error;
     char *store_address;      /* masked */
+    /* Go's lastError: the last store error since this replica last
+     * acquired the lease (cleared then), NULL if none */
+    char *last_error;
     unsigned member_clusters; /* distinct cluster names of live replicas */
     /* fencing (fence.c): the per-tenant fence object and the API server's
      * refusals of our writes */
@@ -63,6 +67,8 @@ struct status {
 void status_init(struct status *st, const struct config *cfg);
 void status_free(struct status *st);
 void status_set_str(char **field, const char *value);
+/* A store error: sets store_last_error and last_error. */
+void status_store_error(struct status *st, const char *error);
 void status_record_event(struct status *st, const char *event, uint64_t token, const char *leader,
                          const char *reason);
 

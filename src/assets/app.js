@@ -103,7 +103,7 @@ function renderStatus(s, store) {
   ]);
   fillList($("cluster"), [
     ["Name", s.clusterName],
-    ["Health", s.clusterHealth ? "healthy" : "store unreachable"],
+    ["Health", s.clusterHealth ? "healthy" : "Kubernetes API unreachable"],
     ["Ready for traffic", yesNo(s.readyForTraffic)],
     ["Uptime", el("span", {class: "uptime", "data-since": s.startTime},
                   duration((Date.now() - Date.parse(s.startTime)) / 1000))],

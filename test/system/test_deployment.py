@@ -177,7 +177,7 @@ tests:
     input_series:
       - series: 'k8_highlander_workload_status{namespace="hl",job="hl",type="process",name="p"}'
         values: '1 0x10'
-      - series: 'k8_highlander_db_errors_total{namespace="hl",job="hl",operation="renew",error_type="timeout"}'
+      - series: 'k8_highlander_db_errors_total{namespace="hl",job="hl",operation="expire",error_type="timeout"}'
         values: '0+1x15'
     alert_rule_test:
       - eval_time: 8m

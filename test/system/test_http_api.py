@@ -3,6 +3,9 @@ import http.client
 import json
 import time
 
+from conftest import wait_until
+from lease_helpers import RedisStore
+
 
 STATUS_KEYS = {"isLeader", "leaderSince", "lastLeaderTransition", "uptime", "leaderID", "currentLeader",
                "lastLeader", "clusterName", "clusterHealth", "dbConnected", "storageType", "controllerState",
@@ -57,6 +60,41 @@ def test_debug_status(controller):
     assert loop["lagP99Ms"] >= 0 and loop["lagMaxMs"] >= loop["lagP99Ms"]
     assert isinstance(d["leadershipHistory"], list)
     assert d["startTime"].endswith("Z")
+    # The Go controller's keys, with this process's figures.
+    assert d["healthStatus"]["leaderID"] == doc["data"]["leaderID"]
+    assert d["goroutineCount"] >= 1
+    assert d["memoryStats"]["alloc"] > 0 and d["memoryStats"]["sys"] >= d["memoryStats"]["alloc"]
+    assert d["memoryStats"]["numGC"] == 0
+    assert d["serverInfo"]["port"] == str(controller.port)
+
+
+def test_cluster_health_is_the_kubernetes_api(controller_factory, tmp_path):
+    """clusterHealth and k8_highlander_cluster_health{cluster} say whether
+    the Kubernetes API answers (as in the Go controller), not the store:
+    with the store up and an API server that refuses connections, both
+    are false/0 and the reason is logged; without a kubeconfig, too."""
+    kubeconfig = tmp_path / "kubeconfig"
+    kubeconfig.write_text("apiVersion: v1\nkind: Config\nclusters: [{name: c, cluster: {server: "
+                          "'https://127.0.0.1:1'}}]\nusers: [{name: u, user: {token: t}}]\n"
+                          "contexts: [{name: x, context: {cluster: c, user: u}}]\ncurrent-context: x\n")
+    store = RedisStore()
+    try:
+        unreachable = controller_factory(env=dict(store.env(), HIGHLANDER_KUBECONFIG=str(kubeconfig),
+                                                  HIGHLANDER_TENANT="kh-a"))
+        none = controller_factory(env=dict(store.env(), HIGHLANDER_TENANT="kh-b"))
+        check_unhealthy(unreachable, none)
+    finally:
+        store.stop()
+
+
+def check_unhealthy(unreachable, none):
+    for c in (unreachable, none):
+        wait_until(lambda: c.get_json("/status")[1]["data"]["isLeader"], 10, c.log)
+        d = c.get_json("/status")[1]["data"]
+        assert d["dbConnected"] is True and d["clusterHealth"] is False, d
+        assert 'k8_highlander_cluster_health{cluster="default"} 0' in c.get("/metrics")[2].decode()
+    wait_until(lambda: "the Kubernetes API of cluster default is unreachable" in unreachable.log(), 10,
+               unreachable.log)
 
 
 def test_errors_are_json(controller):

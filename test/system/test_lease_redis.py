@@ -42,7 +42,9 @@ def test_record_format_and_metrics(controller_factory, redis):
     text = leader.get("/metrics")[2].decode()
     assert "k8_highlander_is_leader 1" in text
     assert "k8_highlander_fencing_token %d" % d["fencingToken"] in text
-    assert 'k8_highlander_db_operations_total{operation="renew"}' in text
+    # Go's operation names: SETNX to acquire, EXPIRE to renew.
+    assert re.search(r'k8_highlander_db_operations_total\{operation="setNX"\} [1-9]', text), text
+    assert re.search(r'k8_highlander_db_operations_total\{operation="expire"\} [1-9]', text), text
     cl.check()
 
 
@@ -118,7 +120,8 @@ def test_acl_username_and_database_index(controller_factory):
 
 def test_unreachable_store_is_logged_and_counted_from_the_first_attempt(controller_factory):
     """Nothing listens: every failed connect is a warning, a failure in
-    /api/dbinfo and a db_errors_total{operation="connect"} sample."""
+    /api/dbinfo and a db_errors_total sample with Go's labels (the read
+    that could not be made, a refused connection)."""
     port = free_port()
     c = controller_factory(env={"HIGHLANDER_REDIS_ADDR": "127.0.0.1:%d" % port})
     time.sleep(1.5)
@@ -127,7 +130,7 @@ def test_unreachable_store_is_logged_and_counted_from_the_first_attempt(controll
     assert db["lastError"], db
     assert c.log().count("cannot connect to the store") >= 2, c.log()[-2000:]
     text = c.get("/metrics")[2].decode()
-    assert re.search(r'k8_highlander_db_errors_total\{operation="connect",error_type="connect_error"\} [1-9]', text)
+    assert re.search(r'k8_highlander_db_errors_total\{operation="get",error_type="connection_refused"\} [1-9]', text)
     assert c.get("/readyz")[0] == 503
 
 

@@ -19,11 +19,15 @@ def test_promtool_check(controller):
     assert status == 200
     assert headers["Content-Type"].startswith("text/plain; version=0.0.4")
     p = subprocess.run([promtool, "check", "metrics"], input=body, capture_output=True, timeout=30)
-    assert p.returncode == 0, p.stdout.decode() + p.stderr.decode()
+    # The one lint finding allowed: a name the Go controller chose and that
+    # dashboards written for it query (a gauge ending in _count).
+    problems = [l for l in (p.stdout.decode() + p.stderr.decode()).splitlines()
+                if l.strip() and not l.startswith("k8_highlander_goroutine_count non-histogram")]
+    assert p.returncode in (0, 3) and not problems, (p.returncode, problems)
     text = body.decode()
     for name in ("process_resident_memory_bytes", "process_cpu_seconds_total", "process_open_fds",
                  "process_start_time_seconds", "k8_highlander_memory_usage_bytes", "k8_highlander_system_load",
-                 'k8_highlander_controller_state{state="running"} 1'):
+                 'k8_highlander_controller_state{state="running"} 1', "k8_highlander_goroutine_count "):
         assert name in text
 
 

@@ -35,6 +35,35 @@ static void test_counter_gauge_render(void **state)
     metrics_free(m);
 }
 
+/* A family without labels is rendered from its registration, at 0 (an
+ * empty histogram has its buckets); one with labels waits for a series. */
+static void test_unlabelled_families_exist_from_the_start(void **state)
+{
+    static const char *const labels[] = {"operation", NULL};
+    static const double b[] = {1, 5};
+    struct metrics *m = metrics_new();
+    struct buf out;
+    (void)state;
+
+    metrics_register(m, METRIC_HISTOGRAM, "t_wait_seconds", "Waits.", NULL, b, 2);
+    metrics_register(m, METRIC_COUNTER, "t_events_total", "Events.", NULL, NULL, 0);
+    struct metric *ops = metrics_register(m, METRIC_COUNTER, "t_ops_total", "Ops.", labels, NULL, 0);
+    buf_init(&out);
+    metrics_render(m, &out);
+    assert_non_null(strstr(out.data, "t_wait_seconds_bucket{le=\"1\"} 0\n"));
+    assert_non_null(strstr(out.data, "t_wait_seconds_bucket{le=\"+Inf\"} 0\n"));
+    assert_non_null(strstr(out.data, "t_wait_seconds_count 0\n"));
+    assert_non_null(strstr(out.data, "t_events_total 0\n"));
+    assert_null(strstr(out.data, "t_ops_total{"));
+    buf_free(&out);
+    metrics_touch(ops, (const char *const[]){"get"});
+    buf_init(&out);
+    metrics_render(m, &out);
+    assert_non_null(strstr(out.data, "t_ops_total{operation=\"get\"} 0\n"));
+    buf_free(&out);
+    metrics_free(m);
+}
+
 /* A removed series disappears from the output; the others stay intact. */
 static void test_remove_series(void **state)
 {
@@ -137,6 +166,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_counter_gauge_render),
         cmocka_unit_test(test_remove_series),
+        cmocka_unit_test(test_unlabelled_families_exist_from_the_start),
         cmocka_unit_test(test_histogram),
         cmocka_unit_test(test_series_cap),
         cmocka_unit_test(test_process_metrics_are_real),
