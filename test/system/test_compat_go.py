@@ -25,7 +25,7 @@ import time
 import pytest
 
 from conftest import BIN, ROOT, wait_until
-from lease_helpers import RedisStore
+from lease_helpers import PgStore, RedisStore
 
 pytestmark = pytest.mark.cluster
 
@@ -328,15 +328,17 @@ workloads:
 """
 
 
-def test_routes_and_metrics_match_go(go_peer, kube, controller_factory, tmp_path):
-    """Both binaries lead a tenant of their own on one Redis, each with one
+@pytest.mark.parametrize("store_kind", ["redis", "db"])
+def test_routes_and_metrics_match_go(go_peer, kube, controller_factory, tmp_path, store_kind):
+    """Both binaries lead a tenant of their own on one store (Redis, or
+    PostgreSQL with Go's leader_locks table), each with one
     process workload in a namespace of its own; every route's JSON keys
     and types and every metric family, label set and label value Go
     emits are compared, with the leader running and again with the store
     down.  Ours may add keys, series and values."""
-    store = RedisStore()
+    store = RedisStore() if store_kind == "redis" else PgStore()
     port = free_port()
-    go_ns, our_ns = kube.namespace("compat-go-json"), kube.namespace("compat-c-json")
+    go_ns, our_ns = kube.namespace("compat-go-" + store_kind), kube.namespace("compat-c-" + store_kind)
     go = start_go(go_peer, kube, str(tmp_path), store, port, config=COMPARE_CONFIG.format(ns=go_ns),
                   namespace=go_ns)
     golog = lambda: open(os.path.join(str(tmp_path), "go.log")).read()[-3000:]  # noqa: E731
