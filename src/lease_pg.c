@@ -51,7 +51,8 @@ static const char schema_sql[] =
     " until_at TIMESTAMPTZ NOT NULL, released BOOLEAN NOT NULL DEFAULT false);"
     "CREATE TABLE IF NOT EXISTS highlander_members ("
     " tenant TEXT NOT NULL, member TEXT NOT NULL, cluster_name TEXT NOT NULL,"
-    " expires_at TIMESTAMPTZ NOT NULL, PRIMARY KEY (tenant, member));";
+    " expires_at TIMESTAMPTZ NOT NULL, PRIMARY KEY (tenant, member));"
+    "ALTER TABLE highlander_lease_state ADD COLUMN IF NOT EXISTS foreign_holder BOOLEAN NOT NULL DEFAULT false;";
 
 /* The store instance, last in the setup round trip: the system identifier
  * where this role may read it, and the postmaster's start time. */
@@ -62,22 +63,31 @@ static const char instance_sql[] =
 
 /* The lock row and our state of key $1, and whether an absent (or
  * expired) lock is vouched for: an expired row is the store's own record;
- * else the state must show a release or an end that has passed. */
+ * else the state must show a release, an end that has passed, or that the
+ * last lock was foreign.  A foreign row is one we did not write (ours carry
+ * metadata '{}'; the Go controller's its JSON): the Go controller deletes
+ * its row only to release it (or once expired), so its absence is a
+ * release, not a loss; without this a follower would wait for the end of
+ * Go's 100 s lock after every Go handover.  A lost state vouches for
+ * nothing, Go's row or not. */
 #define CUR_SQL \
-    "WITH cur AS (SELECT value, cluster_name, expires_at, expires_at > now() AS live" \
-    "  FROM leader_locks WHERE key = $1)," \
-    " st AS (SELECT epoch, holder, until_at, released FROM highlander_lease_state WHERE key = $1)," \
+    "WITH cur AS (SELECT value, cluster_name, expires_at, expires_at > now() AS live," \
+    "  COALESCE(metadata, '') <> '{}' AS foreign_row FROM leader_locks WHERE key = $1)," \
+    " st AS (SELECT epoch, holder, until_at, released, foreign_holder FROM highlander_lease_state" \
+    "  WHERE key = $1)," \
     " v AS (SELECT (EXISTS (SELECT 1 FROM cur)" \
-    "  OR EXISTS (SELECT 1 FROM st WHERE released OR until_at <= now()))::int AS vouched),"
+    "  OR EXISTS (SELECT 1 FROM st WHERE released OR foreign_holder OR until_at <= now()))::int AS vouched),"
 
 /* A live lock we did not write (the Go controller's, or one whose state
  * was lost): the state learns its holder and end, so it can vouch later. */
 #define SEEN_SQL \
-    " seen AS (INSERT INTO highlander_lease_state AS s (key, epoch, holder, until_at, released)" \
-    "  SELECT $1, 0, value, expires_at, false FROM cur WHERE live" \
+    " seen AS (INSERT INTO highlander_lease_state AS s (key, epoch, holder, until_at, released, foreign_holder)" \
+    "  SELECT $1, 0, value, expires_at, false, foreign_row FROM cur WHERE live" \
     "  ON CONFLICT (key) DO UPDATE SET holder = EXCLUDED.holder," \
-    "  until_at = GREATEST(s.until_at, EXCLUDED.until_at), released = false" \
-    "  WHERE s.holder <> EXCLUDED.holder OR s.until_at < EXCLUDED.until_at OR s.released RETURNING 1)"
+    "  until_at = GREATEST(s.until_at, EXCLUDED.until_at), released = false," \
+    "  foreign_holder = EXCLUDED.foreign_holder" \
+    "  WHERE s.holder <> EXCLUDED.holder OR s.until_at < EXCLUDED.until_at OR s.released" \
+    "  OR s.foreign_holder <> EXCLUDED.foreign_holder RETURNING 1)"
 
 /* Rows: flag (1 won, 0 held, 2 absent and not taken), token, holder,
  * cluster, ttl ms, vouched. */
@@ -107,7 +117,7 @@ static const char acquire_sql[] =
     " tok AS (INSERT INTO highlander_lease_state AS s (key, epoch, holder, until_at, released)"
     "  SELECT $1, GREATEST(COALESCE((SELECT epoch FROM st), 0), $5::bigint) + 1, $2, expires_at, false FROM won"
     "  ON CONFLICT (key) DO UPDATE SET epoch = GREATEST(s.epoch, $5::bigint) + 1, holder = EXCLUDED.holder,"
-    "  until_at = EXCLUDED.until_at, released = false RETURNING epoch),"
+    "  until_at = EXCLUDED.until_at, released = false, foreign_holder = false RETURNING epoch),"
     SEEN_SQL
     " SELECT 1, epoch, $2, $3, $4::bigint, 1 FROM tok"
     " UNION ALL"
@@ -124,7 +134,7 @@ static const char renew_sql[] =
     " s AS (INSERT INTO highlander_lease_state AS s (key, epoch, holder, until_at, released)"
     " SELECT $1, $4::bigint, $2, expires_at, false FROM r"
     " ON CONFLICT (key) DO UPDATE SET epoch = GREATEST(s.epoch, EXCLUDED.epoch), holder = EXCLUDED.holder,"
-    " until_at = GREATEST(s.until_at, EXCLUDED.until_at), released = false RETURNING 1)"
+    " until_at = GREATEST(s.until_at, EXCLUDED.until_at), released = false, foreign_holder = false RETURNING 1)"
     " SELECT 1 FROM r";
 
 /* $1 key, $2 id, $3 token, $4 channel */

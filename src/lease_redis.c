@@ -9,8 +9,9 @@
  *            remaining PTTL.  An absent lock is taken only as the caller's
  *            policy allows (enum lease_take): "vouched" means the state key
  *            highlander-leader-state:<tenant> ("token|until ms|released",
- *            server time, no expiry) shows the last lock was released or
- *            has expired, rather than lost.
+ *            server time, no expiry; released 2 = a foreign lock, below)
+ *            shows the last lock was released or has expired, rather than
+ *            lost.
  *   renew    rewrite the lock with a fresh PX only if its "value" is our id
  *            and its token is ours; the state key follows.
  *   release  DEL only if ours, mark the state key released, then PUBLISH
@@ -52,8 +53,25 @@
     "  if not tok then return 0, '0' end\n" \
     "  local t = redis.call('TIME')\n" \
     "  local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)\n" \
-    "  if rel == '1' or tonumber(untl) <= now then return 1, tok end\n" \
+    "  if rel ~= '0' or tonumber(untl) <= now then return 1, tok end\n" \
     "  return -1, tok\n" \
+    "end\n"
+
+/* A lock without a fencing token is a foreign one (the Go controller's):
+ * its holder never writes the state key, so it is noted there as
+ * "token|until|2", the last token kept.  The Go controller deletes its lock
+ * only to release it (and Redis only at its own expiry), so once it is
+ * gone it vouches for the absence like a release of ours: without the note
+ * a follower would wait a full lease duration after every Go handover.  A
+ * store that lost the lock with its state is still not vouched for, and a
+ * master switch or restart is a new instance (lease.h). */
+#define FOREIGN_LUA \
+    "local function foreign(k, pttl)\n" \
+    "  local st = redis.call('GET', k)\n" \
+    "  local tok = st and string.match(st, '^(%d+)|') or '0'\n" \
+    "  local t = redis.call('TIME')\n" \
+    "  local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)\n" \
+    "  redis.call('SET', k, string.format('%s|%d|2', tok, now + math.max(tonumber(pttl), 0)))\n" \
     "end\n"
 
 /* The state key written with a lock: "token|until|0" in server ms. */
@@ -65,7 +83,7 @@
     "end\n"
 
 static const char acquire_lua[] =
-    VOUCH_LUA STATE_LUA
+    VOUCH_LUA STATE_LUA FOREIGN_LUA
     "local cur = redis.call('GET', KEYS[1])\n"
     "if cur then\n"
     "  local holder, tok, cl = cur, 0, ''\n"
@@ -73,7 +91,9 @@ static const char acquire_lua[] =
     "  if ok and type(d) == 'table' then\n"
     "    holder = tostring(d.value); tok = tonumber(d.fencingToken) or 0; cl = tostring(d.clusterName or '')\n"
     "  end\n"
-    "  return {0, holder, redis.call('PTTL', KEYS[1]), tostring(tok), cl, 0}\n"
+    "  local pttl = redis.call('PTTL', KEYS[1])\n"
+    "  if tok == 0 then foreign(KEYS[3], pttl) end\n"
+    "  return {0, holder, pttl, tostring(tok), cl, 0}\n"
     "end\n"
     "local v, vtok = vouch(KEYS[3])\n"
     "local take = tonumber(ARGV[8])\n"
@@ -120,7 +140,7 @@ static const char release_lua[] =
     "return 1\n";
 
 static const char observe_lua[] =
-    VOUCH_LUA
+    VOUCH_LUA FOREIGN_LUA
     "local cur = redis.call('GET', KEYS[1])\n"
     "if not cur then local v, vtok = vouch(KEYS[2]); return {0, '', -2, vtok, '', v} end\n"
     "local holder, tok, cl = cur, 0, ''\n"
@@ -128,7 +148,9 @@ static const char observe_lua[] =
     "if ok and type(d) == 'table' then\n"
     "  holder = tostring(d.value); tok = tonumber(d.fencingToken) or 0; cl = tostring(d.clusterName or '')\n"
     "end\n"
-    "return {1, holder, redis.call('PTTL', KEYS[1]), tostring(tok), cl, 0}\n";
+    "local pttl = redis.call('PTTL', KEYS[1])\n"
+    "if tok == 0 then foreign(KEYS[2], pttl) end\n"
+    "return {1, holder, pttl, tostring(tok), cl, 0}\n";
 
 static const char members_lua[] =
     "local t = redis.call('TIME')\n"

@@ -183,3 +183,34 @@ def test_clean_shutdown_frees_everything(controller_factory):
             check_no_overlap(cl.log_path)
     finally:
         store.stop()
+
+
+def test_foreign_lock_is_held_until_the_go_controller_deletes_it(controller_factory):
+    """A live row as the Go controller writes it (its JSON in metadata, its
+    100 s expiry) is a holder nobody takes; the Go controller deletes its
+    row only to release it, so once it is gone the follower takes the lock
+    within a retry period, not after Go's 100 s (issue 14, mixed fleets)."""
+    store = PgStore()
+    try:
+        pg = store.server
+        pg.script(GO_SCHEMA)
+        pg.script("INSERT INTO leader_locks VALUES ('%s', 'go-1', '', '{\"value\":\"go-1\",\"ttl\":100000000000}',"
+                  " now(), now(), now() + interval '100 seconds', 1);" % KEY)
+        cl = Cluster(controller_factory, None, n=1, store=store)
+        c = cl.replicas[0]
+        deadline = time.time() + 3 * LEASE_S
+        while time.time() < deadline:
+            doc = c.get_json("/status")[1]["data"]
+            assert not doc["isLeader"], "took a live foreign lock"
+            time.sleep(0.1)
+        assert doc["currentLeader"] == "go-1", doc
+        t0 = mono_ns()
+        pg.script("DELETE FROM leader_locks WHERE key = '%s' AND value = 'go-1';" % KEY)
+        new = wait_start_after(cl, t0, timeout=LEASE_S + 3)
+        took = (new[1] - t0) / 1e9
+        assert took < LEASE_S + 2, took
+        check_no_overlap(cl.log_path)
+        # Our own row deleted behind our back is still a loss, not a release.
+        assert pg.sql("SELECT foreign_holder FROM highlander_lease_state WHERE key = '%s'" % KEY) == "f"
+    finally:
+        store.stop()

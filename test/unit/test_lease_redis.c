@@ -364,6 +364,69 @@ static void make_cfg(struct config *c, const char *id)
     c->retry_period_ms = 150;
 }
 
+/* A lock as the Go controller writes it (SET NX PX, no fencingToken, its
+ * own "ttl" in nanoseconds): a live holder that nobody may take, renew or
+ * release; once the Go controller deleted it (its release), the absence is
+ * vouched for and the lock taken at once, with a token above the last. */
+static void test_foreign_lock(void **state)
+{
+    redisContext *c = sync_client();
+    redisReply *r;
+    const char go[] = "{\"value\":\"go-1\",\"clusterName\":\"\",\"createdAt\":\"2026-01-01T00:00:00Z\","
+                      "\"updatedAt\":\"2026-01-01T00:00:00Z\",\"expiresAt\":\"2026-01-01T00:01:40Z\","
+                      "\"ttl\":100000000000,\"version\":1}";
+    (void)state;
+
+    /* our earlier term, released: token 7 */
+    freeReplyObject(redisCommand(c, "SET %s %s", K[1], "7"));
+    freeReplyObject(redisCommand(c, "SET %s %s", K[2], "7|0|1"));
+    freeReplyObject(redisCommand(c, "SET %s %s PX 100000", K[0], go));
+    r = acquire_take(c, "a", "0", "2");
+    assert_int_equal(r->element[0]->integer, 0);
+    assert_string_equal(r->element[1]->str, "go-1");
+    assert_true(r->element[2]->integer > 99000);
+    assert_string_equal(r->element[3]->str, "0");
+    freeReplyObject(r);
+    assert_int_equal(renew(c, "a", "0"), 0);
+    assert_int_equal(release(c, "a", "0"), 0);
+    r = redisCommand(c, "GET %s", K[0]);
+    assert_string_equal(r->str, go);
+    freeReplyObject(r);
+    /* noted in the state, the last token kept */
+    r = redisCommand(c, "GET %s", K[2]);
+    assert_int_equal(strncmp(r->str, "7|", 2), 0);
+    assert_int_equal(r->str[strlen(r->str) - 1], '2');
+    freeReplyObject(r);
+    r = observe(c);
+    assert_int_equal(r->element[0]->integer, 1);
+    assert_string_equal(r->element[1]->str, "go-1");
+    freeReplyObject(r);
+    /* the Go controller's release: DEL; vouched, taken under "if vouched" */
+    freeReplyObject(redisCommand(c, "DEL %s", K[0]));
+    r = observe(c);
+    assert_int_equal(r->element[0]->integer, 0);
+    assert_int_equal(r->element[5]->integer, 1);
+    assert_string_equal(r->element[3]->str, "7");
+    freeReplyObject(r);
+    r = acquire_take(c, "a", "0", "1");
+    assert_int_equal(r->element[0]->integer, 1);
+    assert_string_equal(r->element[3]->str, "8");
+    freeReplyObject(r);
+    /* our lock is not foreign: deleted behind our back it is not vouched */
+    freeReplyObject(redisCommand(c, "DEL %s", K[0]));
+    r = acquire_take(c, "b", "0", "1");
+    assert_int_equal(r->element[0]->integer, 2);
+    assert_int_equal(r->element[5]->integer, -1);
+    freeReplyObject(r);
+    /* a lost store (no state) vouches for nothing, Go's lock or not */
+    freeReplyObject(redisCommand(c, "FLUSHALL"));
+    r = acquire_take(c, "b", "0", "1");
+    assert_int_equal(r->element[0]->integer, 2);
+    assert_int_equal(r->element[5]->integer, 0);
+    freeReplyObject(r);
+    redisFree(c);
+}
+
 static void test_state_machine(void **state)
 {
     static struct world w;
@@ -418,6 +481,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_scripts),
         cmocka_unit_test(test_absent_lock_policy),
+        cmocka_unit_test(test_foreign_lock),
         cmocka_unit_test(test_state_machine),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
