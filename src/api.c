@@ -121,19 +121,26 @@ static int count_active(uv_loop_t *loop)
  * the process; memoryStats from the C heap (mallinfo2: alloc in use, sys
  * obtained from the kernel; glibc keeps no count of all bytes ever
  * allocated, so totalAlloc is the peak resident size; no collector, so
- * numGC is 0).
+ * numGC is 0). Where mallinfo2 knows nothing (another allocator) the
+ * resident size stands in.
  */
 static void add_go_debug_keys(struct api *api, json_t *o, const struct procstat *ps)
 {
     struct mallinfo2 mi = mallinfo2();
+    size_t alloc = mi.uordblks + mi.hblkhd, sys = mi.arena + mi.hblkhd;
     char port[16];
 
+    /* An allocator that replaces glibc's (ASan, a preloaded one) leaves
+     * mallinfo2 at zero: the resident size is then the nearest figure. */
+    if (alloc == 0) {
+        alloc = ps->rss_bytes;
+        sys = ps->rss_bytes > sys ? ps->rss_bytes : sys;
+    }
     json_object_set_new(o, "healthStatus", status_json(api));
     json_object_set_new(o, "goroutineCount", json_integer(ps->threads));
     json_object_set_new(o, "memoryStats",
-                        json_pack("{s:I, s:I, s:I, s:i}", "alloc", (json_int_t)(mi.uordblks + mi.hblkhd),
-                                  "totalAlloc", (json_int_t)ps->peak_rss_bytes, "sys",
-                                  (json_int_t)(mi.arena + mi.hblkhd), "numGC", 0));
+                        json_pack("{s:I, s:I, s:I, s:i}", "alloc", (json_int_t)alloc, "totalAlloc",
+                                  (json_int_t)ps->peak_rss_bytes, "sys", (json_int_t)sys, "numGC", 0));
     snprintf(port, sizeof(port), "%d", api->status->cfg->port);
     json_object_set_new(o, "serverInfo", json_pack("{s:s, s:s}", "dbInfo",
                                                    api->status->store_address ? api->status->store_address : "",
