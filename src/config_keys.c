@@ -57,11 +57,18 @@ static void key_value_done(struct key_frame *st, int depth)
 
 void config_find_unknown_keys(const char *data, size_t len, const char *source, struct config_errors *warns)
 {
+    config_find_unknown_keys_at(data, len, &config_top_schema, NULL, NULL, source, warns);
+}
+
+void config_find_unknown_keys_at(const char *data, size_t len, const cyaml_schema_value_t *root,
+                                 const char *prefix, const char *what, const char *source,
+                                 struct config_errors *out)
+{
     struct key_frame st[MAP_DEPTH_MAX];
     yaml_parser_t parser;
     yaml_event_t ev;
     int depth = 0, done = 0;
-    const cyaml_schema_value_t *pending = &config_top_schema; /* schema of the next value */
+    const cyaml_schema_value_t *pending = root; /* schema of the next value */
 
     memset(st, 0, sizeof(st));
     if (!yaml_parser_initialize(&parser))
@@ -108,9 +115,14 @@ void config_find_unknown_keys(const char *data, size_t len, const char *source, 
                 if (top->fields && fld == NULL) {
                     struct buf path;
                     buf_init(&path);
+                    if (prefix)
+                        buf_puts(&path, prefix);
                     key_path(&path, st, depth);
-                    config_errors_add(warns, "%s: unknown key, ignored (%s line %zu)", path.data, source,
-                                      ev.start_mark.line + 1);
+                    if (what)
+                        config_errors_add(out, "%s: %s", path.data, what);
+                    else
+                        config_errors_add(out, "%s: unknown key, ignored (%s line %zu)", path.data, source,
+                                          ev.start_mark.line + 1);
                     buf_free(&path);
                 }
             } else if (depth <= MAP_DEPTH_MAX) {

@@ -205,6 +205,14 @@ static const cyaml_schema_value_t persistent_schema = {
     CYAML_VALUE_MAPPING(CYAML_FLAG_DEFAULT, struct workload_spec, persistent_fields),
 };
 
+/* One entry at the root of a document: a custom resource's spec. */
+static const cyaml_schema_value_t entry_schemas[] = {
+    [WORKLOAD_PROCESS] = {CYAML_VALUE_MAPPING(CYAML_FLAG_POINTER, struct workload_spec, process_fields)},
+    [WORKLOAD_CRONJOB] = {CYAML_VALUE_MAPPING(CYAML_FLAG_POINTER, struct workload_spec, cronjob_fields)},
+    [WORKLOAD_SERVICE] = {CYAML_VALUE_MAPPING(CYAML_FLAG_POINTER, struct workload_spec, service_fields)},
+    [WORKLOAD_PERSISTENT] = {CYAML_VALUE_MAPPING(CYAML_FLAG_POINTER, struct workload_spec, persistent_fields)},
+};
+
 /* "workloads:" and "processes:" with no value (null) are empty, as in Go. */
 static const cyaml_schema_field_t workloads_fields[] = {
     CYAML_FIELD_SEQUENCE("processes", CYAML_FLAG_POINTER_NULL_STR | CYAML_FLAG_OPTIONAL, struct workload_lists,
@@ -313,7 +321,7 @@ static void cyaml_capture(cyaml_log_t level, void *ctx, const char *fmt, va_list
  * "in mapping field 'x' (line: L, column: C)" / "in sequence entry 'N'"
  * lines, innermost first.  Turn that into "path: message (line L)".
  */
-static void cyaml_report(const char *source, const char *text, cyaml_err_t err,
+static void cyaml_report(const char *source, const char *prefix, const char *text, cyaml_err_t err,
                          struct config_errors *errs)
 {
     char *copy = xstrdup(text);
@@ -365,6 +373,10 @@ static void cyaml_report(const char *source, const char *text, cyaml_err_t err,
             msg = line;
     }
     buf_init(&path);
+    if (prefix) { /* a document of its own (a resource's spec): no lines */
+        buf_puts(&path, prefix);
+        line_no = 0;
+    }
     for (int i = nparts - 1; i >= 0; i--) {
         if (parts[i][0] == '[') {
             buf_printf(&path, "%s]", parts[i]);
@@ -401,6 +413,8 @@ struct frame {
 
 struct map_pass {
     struct config_file *file;
+    struct workload_spec *single; /* a document of one entry, or NULL */
+    const char *prefix;           /* its path, as "spec" */
     struct config_errors *errs;
     const char *source;
     struct frame stack[MAP_DEPTH_MAX];
@@ -444,45 +458,81 @@ static long seq_index(const struct map_pass *p, int d)
     return p->stack[d].index;
 }
 
-/* Called at a MAPPING_START: is this mapping one of the string maps? */
+/* The entry whose maps are collected, and the stack index of its frame:
+ * the document itself for a single entry, else root map(0) -> "workloads"
+ * map(1) -> kind seq(2) -> entry map(3). */
+static struct workload_spec *entry_of(struct map_pass *p, int *base)
+{
+    const struct frame *s = p->stack;
+
+    if (p->single) {
+        *base = 0;
+        return p->single;
+    }
+    *base = 3;
+    if (p->depth < 4 || s[0].is_seq || !s[0].key || strcmp(s[0].key, "workloads") != 0 || !s[1].key ||
+        !s[2].is_seq)
+        return NULL;
+    return workload_at(p->file, s[1].key, seq_index(p, 2));
+}
+
+static void entry_path(struct map_pass *p)
+{
+    buf_reset(&p->target_path);
+    if (p->single)
+        buf_puts(&p->target_path, p->prefix);
+    else
+        buf_printf(&p->target_path, "workloads.%s[%ld]", p->stack[1].key, seq_index(p, 2));
+}
+
+/* At a value: is it one of the string maps (env, labels, annotations,
+ * nodeSelector, a sidecar's env)? */
 static struct kv_list *match_target(struct map_pass *p)
 {
     const struct frame *s = p->stack;
+    struct kv_list *l = NULL;
     struct workload_spec *w;
-    const char *key;
+    int b;
 
-    /* Root map(0) -> "workloads" map(1) -> kind seq(2) -> entry map(3). */
-    if (p->depth == 4 && !s[0].is_seq && s[0].key && strcmp(s[0].key, "workloads") == 0 &&
-        s[1].key && s[2].is_seq && !s[3].is_seq && s[3].key) {
-        w = workload_at(p->file, s[1].key, seq_index(p, 2));
-        key = s[3].key;
-        if (w == NULL)
-            return NULL;
-        buf_reset(&p->target_path);
-        buf_printf(&p->target_path, "workloads.%s[%ld].%s", s[1].key, seq_index(p, 2), key);
-        if (strcmp(key, "env") == 0)
-            return &w->env;
-        if (strcmp(key, "labels") == 0)
-            return &w->labels;
-        if (strcmp(key, "annotations") == 0)
-            return &w->annotations;
-        if (strcmp(key, "nodeSelector") == 0)
-            return &w->node_selector;
+    if ((w = entry_of(p, &b)) == NULL || s[b].is_seq || s[b].key == NULL)
         return NULL;
+    if (p->depth == b + 1) {
+        const char *key = s[b].key;
+        if (strcmp(key, "env") == 0)
+            l = &w->env;
+        else if (strcmp(key, "labels") == 0)
+            l = &w->labels;
+        else if (strcmp(key, "annotations") == 0)
+            l = &w->annotations;
+        else if (strcmp(key, "nodeSelector") == 0)
+            l = &w->node_selector;
+        if (l) {
+            entry_path(p);
+            buf_printf(&p->target_path, ".%s", key);
+        }
+        return l;
     }
-    /* ... entry map(3) -> "sidecars" seq(4) -> sidecar map(5) -> "env". */
-    if (p->depth == 6 && s[0].key && strcmp(s[0].key, "workloads") == 0 && s[1].key &&
-        s[3].key && strcmp(s[3].key, "sidecars") == 0 && s[4].is_seq && s[5].key &&
-        strcmp(s[5].key, "env") == 0) {
-        long si = seq_index(p, 4);
-        w = workload_at(p->file, s[1].key, seq_index(p, 2));
-        if (w == NULL || si < 0 || (unsigned long)si >= w->sidecars_count)
+    if (p->depth == b + 3 && strcmp(s[b].key, "sidecars") == 0 && s[b + 1].is_seq && s[b + 2].key &&
+        strcmp(s[b + 2].key, "env") == 0) {
+        long si = seq_index(p, b + 1);
+        if (si < 0 || (unsigned long)si >= w->sidecars_count)
             return NULL;
-        buf_reset(&p->target_path);
-        buf_printf(&p->target_path, "workloads.%s[%ld].sidecars[%ld].env", s[1].key, seq_index(p, 2), si);
+        entry_path(p);
+        buf_printf(&p->target_path, ".sidecars[%ld]", si);
         return &w->sidecars[si].env;
     }
     return NULL;
+}
+
+/* A list or a scalar where a string map belongs. */
+static void check_not_map(struct map_pass *p, const char *scalar)
+{
+    if (p->target != NULL || p->depth > MAP_DEPTH_MAX)
+        return;
+    if (scalar && (!*scalar || strcmp(scalar, "null") == 0 || strcmp(scalar, "~") == 0))
+        return; /* no value: an empty map */
+    if (match_target(p) != NULL)
+        config_errors_add(p->errs, "%s: must be a map of strings", p->target_path.data);
 }
 
 /* Records that a value (scalar or collection) was consumed at the top. */
@@ -528,7 +578,7 @@ static void pop(struct map_pass *p)
 }
 
 static int read_string_maps(const char *data, size_t len, struct config_file *file,
-                            const char *source, struct config_errors *errs)
+                            struct workload_spec *single, const char *source, struct config_errors *errs)
 {
     yaml_parser_t parser;
     yaml_event_t ev;
@@ -537,6 +587,8 @@ static int read_string_maps(const char *data, size_t len, struct config_file *fi
 
     memset(&p, 0, sizeof(p));
     p.file = file;
+    p.single = single;
+    p.prefix = source;
     p.errs = errs;
     p.source = source;
     buf_init(&p.target_path);
@@ -568,6 +620,8 @@ static int read_string_maps(const char *data, size_t len, struct config_file *fi
             if (p.target != NULL)
                 config_errors_add(errs, "%s.%s: value must be a string, not a list",
                                   p.target_path.data, p.pending_key ? p.pending_key : "?");
+            else
+                check_not_map(&p, NULL);
             push(&p, 1);
             break;
         case YAML_MAPPING_END_EVENT:
@@ -592,6 +646,7 @@ static int read_string_maps(const char *data, size_t len, struct config_file *fi
                 }
                 break;
             }
+            check_not_map(&p, v);
             if (p.target != NULL && p.depth == p.target_depth && p.pending_key != NULL) {
                 if (kv_list_get(p.target, p.pending_key) != NULL)
                     config_errors_add(errs, "%s.%s: duplicate key", p.target_path.data, p.pending_key);
@@ -663,6 +718,7 @@ int config_file_parse(const char *data, size_t len, const char *source,
     struct config_file *f = NULL;
     char *expanded = NULL;
     cyaml_err_t err;
+    unsigned before;
     size_t i;
 
     *out = NULL;
@@ -698,7 +754,7 @@ int config_file_parse(const char *data, size_t len, const char *source,
         config_find_unknown_keys(data, len, source, warns);
     err = cyaml_load_data((const uint8_t *)data, len, &cfg, &config_top_schema, (cyaml_data_t **)&f, NULL);
     if (err != CYAML_OK) {
-        cyaml_report(source, lc.text.len ? lc.text.data : "", err, errs);
+        cyaml_report(source, NULL, lc.text.len ? lc.text.data : "", err, errs);
         buf_free(&lc.text);
         free(expanded);
         return -1;
@@ -709,7 +765,8 @@ int config_file_parse(const char *data, size_t len, const char *source,
         *out = xcalloc(1, sizeof(**out));
         return 0;
     }
-    if (read_string_maps(data, len, f, source, errs) != 0) {
+    before = errs->count;
+    if (read_string_maps(data, len, f, NULL, source, errs) != 0 || errs->count != before) {
         free(expanded);
         config_file_free(f);
         return -1;
@@ -717,4 +774,69 @@ int config_file_parse(const char *data, size_t len, const char *source,
     free(expanded);
     *out = f;
     return 0;
+}
+
+/*
+ * One workload entry as a document of its own, a custom resource's spec
+ * (JSON is YAML): the schema of the file's entries decodes it, unknown keys
+ * are errors naming the field ("spec.x: unknown field for process"), and
+ * the string maps are read by the same pass.  On an error, *out is NULL.
+ */
+int config_workload_parse(enum workload_type t, const char *data, size_t len, const char *prefix,
+                          struct workload_spec **out, struct config_errors *errs)
+{
+    struct cyaml_log_ctx lc;
+    cyaml_config_t cfg = {
+        .log_fn = cyaml_capture,
+        .log_ctx = &lc,
+        .mem_fn = cyaml_mem,
+        .log_level = CYAML_LOG_ERROR,
+        .flags = CYAML_CFG_NO_ALIAS | CYAML_CFG_IGNORE_UNKNOWN_KEYS,
+    };
+    struct workload_spec *w = NULL;
+    unsigned before = errs->count;
+    char what[64];
+    cyaml_err_t err;
+
+    *out = NULL;
+    if ((unsigned)t >= WORKLOAD_TYPE_COUNT)
+        return -1;
+    if (memchr(data, '\0', len) != NULL) {
+        config_errors_add(errs, "%s: contains a NUL byte", prefix);
+        return -1;
+    }
+    snprintf(what, sizeof(what), "unknown field for %s", workload_type_name(t));
+    config_find_unknown_keys_at(data, len, &entry_schemas[t], prefix, what, NULL, errs);
+    buf_init(&lc.text);
+    err = cyaml_load_data((const uint8_t *)data, len, &cfg, &entry_schemas[t], (cyaml_data_t **)&w, NULL);
+    if (err != CYAML_OK)
+        cyaml_report(prefix, prefix, lc.text.len ? lc.text.data : "", err, errs);
+    buf_free(&lc.text);
+    if (err == CYAML_OK && w == NULL)
+        w = xcalloc(1, sizeof(*w)); /* an empty document: cyaml_free takes it */
+    if (err != CYAML_ERR_LIBYAML_PARSER) {
+        /* Also after a type error, so that every bad map is named. */
+        struct workload_spec scratch;
+        memset(&scratch, 0, sizeof(scratch));
+        read_string_maps(data, len, NULL, w ? w : &scratch, prefix, errs);
+        free_kv_maps(&scratch, 1);
+    }
+    if (errs->count != before) {
+        config_workload_free(t, w);
+        return -1;
+    }
+    *out = w;
+    return 0;
+}
+
+void config_workload_free(enum workload_type t, struct workload_spec *w)
+{
+    static const cyaml_config_t cfg = {
+        .log_fn = NULL, .mem_fn = cyaml_mem, .log_level = CYAML_LOG_ERROR,
+    };
+
+    if (w == NULL || (unsigned)t >= WORKLOAD_TYPE_COUNT)
+        return;
+    free_kv_maps(w, 1);
+    cyaml_free(&cfg, &entry_schemas[t], w, 0);
 }

@@ -18,4 +18,10 @@ extern const cyaml_schema_value_t config_top_schema;
  * line, to warns. */
 void config_find_unknown_keys(const char *data, size_t len, const char *source, struct config_errors *warns);
 
+/* The same from the schema root: a key is reported as "prefix.path: what"
+ * (no line) when what is given, else as the file's warning. */
+void config_find_unknown_keys_at(const char *data, size_t len, const cyaml_schema_value_t *root,
+                                 const char *prefix, const char *what, const char *source,
+                                 struct config_errors *out);
+
 #endif

@@ -217,7 +217,7 @@ void wl_free(struct workload *w)
 {
     free(w->ns);
     free(w->name);
-    workload_spec_free(w->owned);
+    config_workload_free(w->type, w->owned);
     json_decref(w->cr);
     free(w->invalid);
     json_decref(w->h.details);
@@ -289,7 +289,7 @@ static void cr_upsert(struct workload_mgr *m, enum workload_type t, json_t *cr)
             kube_events_post(m->events, w->cr, "Warning", "InvalidSpec", "%s", w->invalid);
     }
     config_errors_free(&errs);
-    workload_spec_free(w->owned);
+    config_workload_free(w->type, w->owned);
     w->owned = spec;
     w->spec = spec;
     wm_enqueue(m, w, 0);
@@ -352,7 +352,7 @@ static void cr_deleted(void *ctx, json_t *cr)
         free(w->invalid);
         w->invalid = NULL;
         w->spec = w->config_spec;
-        workload_spec_free(w->owned);
+        config_workload_free(w->type, w->owned);
         w->owned = NULL;
         wm_enqueue(c->m, w, 0);
         return;

@@ -18,11 +18,11 @@
 #define ANN_TOKEN "k8-highlander.io/fencing-token"
 #define ANN_HASH "k8-highlander.io/spec-hash"
 
-/* Decodes a custom resource's spec; problems go to errs.  The caller frees
- * the result with workload_spec_free (never config_file_free). */
+/* Decodes a custom resource's spec; problems go to errs, and an invalid
+ * spec comes back with its name and namespace only.  Never NULL; the
+ * caller frees it with config_workload_free(t, w). */
 struct workload_spec *workload_spec_from_json(enum workload_type t, json_t *spec, const char *name, const char *ns,
                                               struct config_errors *errs);
-void workload_spec_free(struct workload_spec *w);
 
 /* What the objects are made from. */
 struct build_ctx {

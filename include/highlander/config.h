@@ -279,6 +279,15 @@ int config_file_parse(const char *data, size_t len, const char *source,
                       struct config_file **out, struct config_errors *errs, struct config_errors *warns);
 void config_file_free(struct config_file *f);
 
+/* One workload entry as a document of its own (a custom resource's spec,
+ * JSON being YAML), decoded by the file's schema for that type; keys are
+ * reported under prefix ("spec.image").  Unknown keys are errors.  0 and
+ * *out set, or -1 with errors added and *out NULL.  Free the result with
+ * config_workload_free; the file's entries go with config_file_free. */
+int config_workload_parse(enum workload_type t, const char *data, size_t len, const char *prefix,
+                          struct workload_spec **out, struct config_errors *errs);
+void config_workload_free(enum workload_type t, struct workload_spec *w);
+
 /* Validates the workloads and settings of a merged configuration. */
 void config_validate(const struct config *c, struct config_errors *errs);
 /* Validates one workload spec; prefix is the path used in messages. */

@@ -87,7 +87,7 @@ static void test_decode_and_build(void **state)
     n = workload_build(&b, d, hash2, sizeof(hash2));
     assert_string_not_equal(hash1, hash2);
     desired_free(d, n);
-    workload_spec_free(w);
+    config_workload_free(WORKLOAD_SERVICE, w);
     json_decref(spec);
     config_errors_free(&errs);
 }
@@ -111,7 +111,7 @@ static void test_unknown_and_bad_fields(void **state)
     assert_int_equal(unknown, 2);
     assert_int_equal(env, 1);
     assert_true(image >= 1);
-    workload_spec_free(w);
+    config_workload_free(WORKLOAD_PROCESS, w);
     json_decref(spec);
     config_errors_free(&errs);
 }
@@ -209,7 +209,7 @@ static json_t *main_of(enum workload_type t, const char *spec_text, struct desir
         ps = json_object_get(json_object_get(ps, "jobTemplate"), "spec");
     if (t != WORKLOAD_PROCESS)
         ps = json_object_get(json_object_get(ps, "template"), "spec");
-    workload_spec_free(w);
+    config_workload_free(t, w);
     json_decref(spec);
     config_errors_free(&errs);
     return json_object_get(ps, "containers");
@@ -286,6 +286,58 @@ static void test_go_container_shapes(void **state)
     desired_free(d, n);
 }
 
+/* A config file's entry and a custom resource's spec of the same text go
+ * through one schema: the same struct, field for field (compared through
+ * the one encoder), and the same refusals, under their own paths. */
+static void test_one_schema_for_file_and_resource(void **state)
+{
+    struct config_errors errs = {0};
+    struct config_file *f = NULL;
+    json_t *spec = json_loads(spec_json, 0, NULL), *from_file, *from_cr;
+    struct workload_spec *w;
+    char *doc;
+    (void)state;
+
+    /* JSON is YAML: the spec, with a name, as the one entry of a file. */
+    doc = xasprintf("workloads: {services: [%.*s, \"name\": \"web\", \"namespace\": \"ns1\"}]}",
+                    (int)strlen(spec_json) - 1, spec_json);
+    assert_int_equal(config_file_parse(doc, strlen(doc), "f.yaml", &f, &errs, NULL), 0);
+    assert_int_equal(errs.count, 0);
+    assert_int_equal(f->workloads->services_count, 1);
+    w = workload_spec_from_json(WORKLOAD_SERVICE, spec, "web", "ns1", &errs);
+    assert_int_equal(errs.count, 0);
+    from_file = config_workload_to_json(WORKLOAD_SERVICE, &f->workloads->services[0]);
+    from_cr = config_workload_to_json(WORKLOAD_SERVICE, w);
+    assert_true(json_equal(from_file, from_cr));
+    assert_int_equal(w->sidecars[0].env.count, 1);
+    assert_string_equal(w->node_selector.items[0].value, "ssd");
+    json_decref(from_file);
+    json_decref(from_cr);
+    config_workload_free(WORKLOAD_SERVICE, w);
+    config_file_free(f);
+    free(doc);
+
+    /* A list where a map belongs is refused in both, naming the field. */
+    doc = xstrdup("workloads:\n  processes:\n  - name: p\n    image: x\n    env: [1]\n");
+    assert_int_not_equal(config_file_parse(doc, strlen(doc), "f.yaml", &f, &errs, NULL), 0);
+    assert_int_equal(errs.count, 1);
+    assert_string_equal(errs.items[0], "workloads.processes[0].env: must be a map of strings");
+    config_errors_free(&errs);
+    free(doc);
+    json_decref(spec);
+    spec = json_loads("{\"image\":\"x\",\"labels\":\"a=b\"}", 0, NULL);
+    w = workload_spec_from_json(WORKLOAD_PROCESS, spec, "p", "ns", &errs);
+    assert_int_equal(errs.count, 1);
+    assert_string_equal(errs.items[0], "spec.labels: must be a map of strings");
+    /* The invalid spec keeps its identity, and frees the one way. */
+    assert_string_equal(w->name, "p");
+    assert_string_equal(w->namespace, "ns");
+    assert_null(w->image);
+    config_workload_free(WORKLOAD_PROCESS, w);
+    config_errors_free(&errs);
+    json_decref(spec);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -294,6 +346,7 @@ int main(void)
         cmocka_unit_test(test_health),
         cmocka_unit_test(test_go_detail_keys),
         cmocka_unit_test(test_go_container_shapes),
+        cmocka_unit_test(test_one_schema_for_file_and_resource),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
