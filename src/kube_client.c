@@ -13,87 +13,16 @@
  */
 #include "highlander/kube.h"
 #include "highlander/log.h"
+#include "kube_core.h"
 
 #include <curl/curl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-#include <sys/stat.h>
 
-#ifndef HIGHLANDER_VERSION
-#define HIGHLANDER_VERSION "dev"
-#endif
-
-#define RESPONSE_CAP (256u << 20)
 #define BACKOFF_BASE_MS 200
 #define BACKOFF_MAX_MS 10000
-
-enum req_state { REQ_PENDING, REQ_ACTIVE, REQ_DONE };
-
-struct kube_req {
-    struct kube_core *k;
-    enum req_state state;
-    CURL *easy;
-    struct curl_slist *headers;
-    char *method;
-    char *path;
-    char *body;
-    enum kube_patch patch;
-    int timeout_ms;
-    int no_retry;
-    int attempts;
-    int token_retried;
-    kube_response_cb cb;
-    void *arg;
-    void (*drop)(void *arg);  /* frees arg when the request is cancelled */
-    kube_chunk_cb on_chunk;
-    struct buf resp;
-    long retry_after_s;
-    int stream_error;        /* streaming, but the status says error: buffer */
-    int cancelled;
-    struct kube_client *owner; /* the handle it was made through */
-    enum kube_priority prio;
-    uint64_t due_ms;
-    struct kube_req *prev, *next;
-};
-
-struct curl_sock {
-    uv_poll_t poll;
-    curl_socket_t fd;
-    struct kube_core *k;
-};
-
-struct kube_core {
-    uv_loop_t *loop;
-    CURLM *multi;
-    uv_timer_t curl_timer;
-    uv_timer_t queue_timer;
-    struct kube_config cfg;   /* private copy */
-    char *token;
-    time_t token_mtime;
-    uint64_t token_checked_ms;
-    struct kube_client_opts opts;
-    double tokens;
-    uint64_t refill_ms;
-    struct kube_req *pending[KUBE_PRIO_COUNT]; /* each ordered by due_ms */
-    struct kube_req *active;
-    struct kube_req *reap;     /* cancelled while curl was calling us */
-    int in_curl;
-    int handles_open;          /* libuv handles: the two timers once made, one poll per socket */
-    int timers_made;           /* at the first request: an unused core holds no libuv handle */
-    int closing;
-    int users;                 /* open handles */
-};
-
-/* What one user holds (kube.h): the shared core, and its own close. */
-struct kube_client {
-    struct kube_core *core;
-    uv_timer_t closer;         /* only closed: defers the close callback to the loop */
-    int closing;
-    void (*close_cb)(void *arg);
-    void *close_arg;
-};
 
 static int curl_ready;
 
@@ -148,40 +77,6 @@ static void req_free(struct kube_req *r)
     free(r->body);
     buf_free(&r->resp);
     free(r);
-}
-
-/* ---- token --------------------------------------------------------------- */
-
-/* Service-account tokens rotate: re-read the file when it changed, looked
- * at most every 10 s (a stat is cheap and never blocks on the network). */
-static void refresh_token(struct kube_core *k, int force)
-{
-    struct stat st;
-    uint64_t now = time_mono_ms();
-    FILE *f;
-    char buf[16384];
-    size_t n;
-
-    if (k->cfg.token_file == NULL)
-        return;
-    if (!force && now - k->token_checked_ms < 10000 && k->token)
-        return;
-    k->token_checked_ms = now;
-    if (stat(k->cfg.token_file, &st) != 0)
-        return;
-    if (!force && k->token && st.st_mtime == k->token_mtime)
-        return;
-    f = fopen(k->cfg.token_file, "rb");
-    if (f == NULL)
-        return;
-    n = fread(buf, 1, sizeof(buf) - 1, f);
-    fclose(f);
-    while (n > 0 && (buf[n - 1] == '\n' || buf[n - 1] == '\r' || buf[n - 1] == ' '))
-        n--;
-    buf[n] = '\0';
-    free(k->token);
-    k->token = xstrdup(buf);
-    k->token_mtime = st.st_mtime;
 }
 
 /* ---- curl plumbing -------------------------------------------------------- */
@@ -301,116 +196,12 @@ static int curl_socket_cb(CURL *easy, curl_socket_t s, int action, void *userp, 
     return 0;
 }
 
-static size_t on_header(char *data, size_t size, size_t n, void *userp)
-{
-    struct kube_req *r = userp;
-    size_t len = size * n;
-
-    if (len > 12 && strncasecmp(data, "Retry-After:", 12) == 0)
-        r->retry_after_s = strtol(data + 12, NULL, 10);
-    return len;
-}
-
-static size_t on_write(char *data, size_t size, size_t n, void *userp)
-{
-    struct kube_req *r = userp;
-    size_t len = size * n;
-
-    if (r->cancelled)
-        return 0;
-    if (r->on_chunk && !r->stream_error) {
-        long code = 0;
-        curl_easy_getinfo(r->easy, CURLINFO_RESPONSE_CODE, &code);
-        if (code >= 200 && code < 300)
-            return r->on_chunk(r->arg, data, len) == 0 ? len : 0;
-        r->stream_error = 1; /* keep the Status body */
-    }
-    if (r->resp.len + len > RESPONSE_CAP)
-        return 0;
-    buf_append(&r->resp, data, len);
-    return len;
-}
-
-
-/* One TLS item: PEM data from the kubeconfig (curl reads it in place; the
- * config outlives the request) or a file; type_opt 0 when there is none. */
-static void set_pem(CURL *e, const struct buf *data, const char *file, CURLoption blob_opt, CURLoption file_opt,
-                    CURLoption type_opt)
-{
-    if (data->len) {
-        struct curl_blob b = {data->data, data->len, CURL_BLOB_NOCOPY};
-        curl_easy_setopt(e, blob_opt, &b);
-        if (type_opt)
-            curl_easy_setopt(e, type_opt, "PEM");
-    } else if (file) {
-        curl_easy_setopt(e, file_opt, file);
-    }
-}
-
 static int start_req(struct kube_core *k, struct kube_req *r)
 {
-    struct buf url, auth;
-    CURL *e;
-
-    e = curl_easy_init();
-    if (e == NULL)
+    if (kube_easy_prepare(k, r) != 0)
         return -1;
-    r->easy = e;
-    buf_init(&url);
-    buf_printf(&url, "%s%s", k->cfg.server, r->path);
-    curl_easy_setopt(e, CURLOPT_URL, url.data);
-    buf_free(&url);
-    curl_easy_setopt(e, CURLOPT_PRIVATE, r);
-    curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
-    curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, r->method);
-    curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, on_write);
-    curl_easy_setopt(e, CURLOPT_WRITEDATA, r);
-    curl_easy_setopt(e, CURLOPT_HEADERFUNCTION, on_header);
-    curl_easy_setopt(e, CURLOPT_HEADERDATA, r);
-    curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, 10000L);
-    curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, (long)r->timeout_ms);
-    curl_easy_setopt(e, CURLOPT_TCP_KEEPALIVE, 1L);
-    curl_easy_setopt(e, CURLOPT_TCP_KEEPIDLE, 30L);
-    curl_easy_setopt(e, CURLOPT_TCP_KEEPINTVL, 15L);
-    curl_easy_setopt(e, CURLOPT_HTTP_VERSION, (long)CURL_HTTP_VERSION_2TLS);
-    curl_easy_setopt(e, CURLOPT_PIPEWAIT, 1L);
-    curl_easy_setopt(e, CURLOPT_USERAGENT, "highlander/" HIGHLANDER_VERSION);
-    if (strcmp(r->method, "HEAD") == 0)
-        curl_easy_setopt(e, CURLOPT_NOBODY, 1L);
-    /* TLS: verified unless the kubeconfig says otherwise. */
-    if (k->cfg.insecure) {
-        curl_easy_setopt(e, CURLOPT_SSL_VERIFYPEER, 0L);
-        curl_easy_setopt(e, CURLOPT_SSL_VERIFYHOST, 0L);
-    }
-    set_pem(e, &k->cfg.ca_data, k->cfg.ca_file, CURLOPT_CAINFO_BLOB, CURLOPT_CAINFO, 0);
-    set_pem(e, &k->cfg.cert_data, k->cfg.cert_file, CURLOPT_SSLCERT_BLOB, CURLOPT_SSLCERT, CURLOPT_SSLCERTTYPE);
-    set_pem(e, &k->cfg.key_data, k->cfg.key_file, CURLOPT_SSLKEY_BLOB, CURLOPT_SSLKEY, CURLOPT_SSLKEYTYPE);
-    r->headers = curl_slist_append(NULL, "Accept: application/json");
-    if (r->body) {
-        const char *ct = "Content-Type: application/json";
-        if (r->patch == KUBE_PATCH_MERGE)
-            ct = "Content-Type: application/merge-patch+json";
-        else if (r->patch == KUBE_PATCH_APPLY)
-            ct = "Content-Type: application/apply-patch+yaml";
-        else if (r->patch == KUBE_PATCH_JSON)
-            ct = "Content-Type: application/json-patch+json";
-        r->headers = curl_slist_append(r->headers, ct);
-        curl_easy_setopt(e, CURLOPT_POSTFIELDS, r->body);
-        curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE, (long)strlen(r->body));
-    }
-    refresh_token(k, 0);
-    if (k->token || k->cfg.token) {
-        buf_init(&auth);
-        buf_printf(&auth, "Authorization: Bearer %s", k->token ? k->token : k->cfg.token);
-        r->headers = curl_slist_append(r->headers, auth.data);
-        buf_free(&auth);
-    }
-    curl_easy_setopt(e, CURLOPT_HTTPHEADER, r->headers);
-    buf_reset(&r->resp);
-    r->retry_after_s = 0;
-    r->stream_error = 0;
     r->attempts++;
-    if (curl_multi_add_handle(k->multi, e) != CURLM_OK)
+    if (curl_multi_add_handle(k->multi, r->easy) != CURLM_OK)
         return -1;
     r->state = REQ_ACTIVE;
     push_front(&k->active, r);
@@ -557,7 +348,7 @@ static void finish(struct kube_core *k, struct kube_req *r, CURLcode cc)
     if (cc == CURLE_OK && status == 401 && k->cfg.token_file && !r->token_retried) {
         /* The token may have rotated under us. */
         r->token_retried = 1;
-        refresh_token(k, 1);
+        kube_token_refresh(k, 1);
         r->due_ms = time_mono_ms();
         insert_pending(k, r);
         return;
@@ -683,7 +474,7 @@ struct kube_client *kube_client_new(uv_loop_t *loop, const struct kube_config *c
     curl_multi_setopt(k->multi, CURLMOPT_TIMERDATA, k);
     curl_multi_setopt(k->multi, CURLMOPT_PIPELINING, (long)CURLPIPE_MULTIPLEX);
     curl_multi_setopt(k->multi, CURLMOPT_MAX_HOST_CONNECTIONS, 16L);
-    refresh_token(k, 1);
+    kube_token_refresh(k, 1);
     return new_handle(k);
 }
 

@@ -1,6 +1,7 @@
 /* Leader election state machine; see lease.h for the authority rules. */
 #include "highlander/lease.h"
 #include "highlander/log.h"
+#include "lease_metrics.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -14,21 +15,10 @@
 enum lease_state { LS_FOLLOWER, LS_LEADER, LS_STEPPING_DOWN, LS_STOPPED };
 
 static const char *const state_names[] = {"follower", "leader", "stepping-down", "stopped"};
-/* The operation label of the store metrics: the Go controller's names for
- * the same steps (SETNX to acquire, EXPIRE to renew, a script to release,
- * GET to read the holder), whatever the backend. */
-static const char *const op_labels[] = {"setNX", "expire", "eval", "get"};
-
 struct subscriber {
     lease_started_cb started;
     lease_stopped_cb stopped;
     void *ctx;
-};
-
-struct lease_metrics {
-    struct metric *is_leader, *transitions, *duration, *acquisitions, *losses, *failed_attempts,
-        *last_transition, *failover, *failover_duration, *failover_errors, *db_ops, *db_errors,
-        *db_latency, *lock_ttl, *cluster_transitions, *fencing_token;
 };
 
 struct lease {
@@ -470,34 +460,106 @@ static void saw_absent(struct lease *l, int vouched, uint64_t token)
         schedule(l, until - now);
 }
 
-/* The error_type label, in the Go controller's categories. */
-static const char *db_error_type(const char *err)
+static void release_result(struct lease *l, enum lease_result r, const struct lease_info *info)
 {
-    if (err == NULL)
-        return "unknown";
-    if (strcasestr(err, "refused"))
-        return "connection_refused";
-    if (strcasestr(err, "timed out") || strcasestr(err, "timeout"))
-        return "timeout";
-    if (strcasestr(err, "network") || strcasestr(err, "unreachable") || strcasestr(err, "reset") ||
-        strcasestr(err, "resolve"))
-        return "network";
-    return "unknown";
+    l->release_in_flight = 0;
+    if (r == LEASE_OK)
+        log_info("lease", "released the lease (token %llu)", (unsigned long long)l->token);
+    else if (r == LEASE_ERROR)
+        log_warn("lease", "release failed: %s", info && info->error ? info->error : "error");
+    if (l->stopping && l->state == LS_STEPPING_DOWN)
+        set_state(l, LS_STOPPED, "released");
 }
 
-static void count_db(struct lease *l, enum lease_op op, enum lease_result r, uint64_t sent_ns, const char *err)
+static void acquire_result(struct lease *l, enum lease_result r, const struct lease_info *info)
 {
-    const char *lv[] = {op_labels[op]};
-    double latency = (double)(time_mono_ns() - sent_ns) / 1e9;
+    if (r == LEASE_OK && l->state == LS_FOLLOWER) {
+        saw_record(l);
+        if (l->sent_take == LEASE_TAKE_ANY) {
+            l->token = info->token;
+            l->on_probation = 1;
+            l->probation_until_ms = time_mono_ms() + probation_ms(l);
+            log_info("lease", "took the absent lease record with token %llu after the full wait; leading once "
+                     "a renewal in %llu ms confirms it", (unsigned long long)info->token,
+                     (unsigned long long)probation_ms(l));
+            schedule(l, probation_ms(l));
+            return;
+        }
+        start_leading(l, info->token);
+        if (l->state == LS_LEADER)
+            schedule(l, (uint64_t)l->cfg->retry_period_ms);
+        return;
+    }
+    metrics_add(l->m.failed_attempts, NULL, 1);
+    if (r == LEASE_ABSENT) {
+        l->known = 1;
+        set_holder(l, NULL, NULL, 0, -1);
+        saw_absent(l, info ? info->vouched : 0, info ? info->token : 0);
+    } else if (r == LEASE_HELD && info && info->holder) {
+        saw_record(l);
+        l->known = 1;
+        l->other_seen_ms = time_mono_ms();
+        set_holder(l, info->holder, info->holder_cluster, info->token, info->ttl_ms);
+        note_other(l, info);
+        /* Try again right when the record expires, if that is sooner. */
+        if (info->ttl_ms >= 0 && (uint64_t)info->ttl_ms + 2 < jittered_retry(l))
+            schedule(l, (uint64_t)info->ttl_ms + 2);
+    } else if (r == LEASE_ERROR) {
+        metrics_add(l->m.failover_errors, NULL, 1);
+    }
+}
 
-    metrics_add(l->m.db_ops, lv, 1);
-    metrics_observe(l->m.db_latency, lv, latency);
-    timeline_lease_op(&l->st->timeline, latency, r != LEASE_ERROR, l->state == LS_LEADER);
-    if (r == LEASE_ERROR) {
-        const char *ev[] = {op_labels[op], db_error_type(err)};
-        metrics_add(l->m.db_errors, ev, 1);
-        l->st->store_failures++;
-        status_store_error(l->st, err ? err : "error");
+static void observe_result(struct lease *l, enum lease_result r, const struct lease_info *info)
+{
+    if (r == LEASE_OK) {
+        l->known = 1;
+        if (info && info->holder)
+            saw_record(l);
+        else
+            saw_absent(l, info ? info->vouched : 0, info ? info->token : 0);
+        set_holder(l, info ? info->holder : NULL, info ? info->holder_cluster : NULL, info ? info->token : 0,
+                   info ? info->ttl_ms : -1);
+        if (info && info->holder && strcmp(info->holder, l->cfg->id) != 0) {
+            l->other_seen_ms = time_mono_ms();
+            note_other(l, info);
+        }
+    }
+}
+
+static void renew_result(struct lease *l, enum lease_result r, const struct lease_info *info, uint64_t sent_ns,
+                         uint64_t now_ns)
+{
+    if (l->on_probation && l->state == LS_FOLLOWER) {
+        uint64_t token = l->token;
+        l->on_probation = 0;
+        if (r == LEASE_OK) {
+            start_leading(l, token); /* authority from this renewal's send time */
+            if (l->state == LS_LEADER)
+                schedule(l, (uint64_t)l->cfg->retry_period_ms);
+        } else {
+            log_warn("lease", "the record taken with token %llu was %s during probation; not leading",
+                     (unsigned long long)token, r == LEASE_NOT_OURS ? "lost" : "not confirmed");
+            schedule(l, 0);
+        }
+        return;
+    }
+    if (l->state != LS_LEADER)
+        return;
+    if (r == LEASE_OK) {
+        uint64_t until = sent_ns + (uint64_t)l->cfg->renew_deadline_ms * 1000000u;
+        if (until > l->authority_until_ns && until > now_ns) {
+            l->authority_until_ns = until;
+            leadership_log(l, "lead-until", l->token, until);
+            arm_fence(l);
+        }
+        enforce(l);
+    } else if (r == LEASE_NOT_OURS) {
+        stop_leading(l, "lease lost: the record is gone or held by another", now_ns, LS_FOLLOWER, 0);
+        schedule(l, 0);
+    } else {
+        log_warn("lease", "renew failed: %s (authority ends in %lld ms)",
+                 info && info->error ? info->error : "error",
+                 (long long)((int64_t)(l->authority_until_ns - now_ns) / 1000000));
     }
 }
 
@@ -506,20 +568,15 @@ void lease_backend_result(struct lease *l, enum lease_op op, enum lease_result r
     uint64_t now_ns = time_mono_ns();
     uint64_t sent_ns = op == LEASE_OP_RELEASE ? l->release_sent_ns : l->op_sent_ns;
 
-    count_db(l, op, r, sent_ns, info ? info->error : NULL);
+    lease_metrics_count_op(&l->m, l->st, op, r, (double)(now_ns - sent_ns) / 1e9, info ? info->error : NULL,
+                           l->state == LS_LEADER);
     if (info && info->ttl_ms >= 0)
         metrics_set(l->m.lock_ttl, NULL, (double)info->ttl_ms / 1000.0);
     if (info && info->token > l->max_seen_token)
         l->max_seen_token = info->token;
 
     if (op == LEASE_OP_RELEASE) {
-        l->release_in_flight = 0;
-        if (r == LEASE_OK)
-            log_info("lease", "released the lease (token %llu)", (unsigned long long)l->token);
-        else if (r == LEASE_ERROR)
-            log_warn("lease", "release failed: %s", info && info->error ? info->error : "error");
-        if (l->stopping && l->state == LS_STEPPING_DOWN)
-            set_state(l, LS_STOPPED, "released");
+        release_result(l, r, info);
         return;
     }
     if (!l->in_flight || op != l->op)
@@ -536,89 +593,13 @@ void lease_backend_result(struct lease *l, enum lease_op op, enum lease_result r
     }
     switch (op) {
     case LEASE_OP_ACQUIRE:
-        if (r == LEASE_OK && l->state == LS_FOLLOWER) {
-            saw_record(l);
-            if (l->sent_take == LEASE_TAKE_ANY) {
-                l->token = info->token;
-                l->on_probation = 1;
-                l->probation_until_ms = time_mono_ms() + probation_ms(l);
-                log_info("lease", "took the absent lease record with token %llu after the full wait; leading once "
-                         "a renewal in %llu ms confirms it", (unsigned long long)info->token,
-                         (unsigned long long)probation_ms(l));
-                schedule(l, probation_ms(l));
-                return;
-            }
-            start_leading(l, info->token);
-            if (l->state == LS_LEADER)
-                schedule(l, (uint64_t)l->cfg->retry_period_ms);
-            return;
-        }
-        metrics_add(l->m.failed_attempts, NULL, 1);
-        if (r == LEASE_ABSENT) {
-            l->known = 1;
-            set_holder(l, NULL, NULL, 0, -1);
-            saw_absent(l, info ? info->vouched : 0, info ? info->token : 0);
-        } else if (r == LEASE_HELD && info && info->holder) {
-            saw_record(l);
-            l->known = 1;
-            l->other_seen_ms = time_mono_ms();
-            set_holder(l, info->holder, info->holder_cluster, info->token, info->ttl_ms);
-            note_other(l, info);
-            /* Try again right when the record expires, if that is sooner. */
-            if (info->ttl_ms >= 0 && (uint64_t)info->ttl_ms + 2 < jittered_retry(l))
-                schedule(l, (uint64_t)info->ttl_ms + 2);
-        } else if (r == LEASE_ERROR) {
-            metrics_add(l->m.failover_errors, NULL, 1);
-        }
+        acquire_result(l, r, info);
         return;
     case LEASE_OP_OBSERVE:
-        if (r == LEASE_OK) {
-            l->known = 1;
-            if (info && info->holder)
-                saw_record(l);
-            else
-                saw_absent(l, info ? info->vouched : 0, info ? info->token : 0);
-            set_holder(l, info ? info->holder : NULL, info ? info->holder_cluster : NULL, info ? info->token : 0,
-                       info ? info->ttl_ms : -1);
-            if (info && info->holder && strcmp(info->holder, l->cfg->id) != 0) {
-                l->other_seen_ms = time_mono_ms();
-                note_other(l, info);
-            }
-        }
+        observe_result(l, r, info);
         return;
     case LEASE_OP_RENEW:
-        if (l->on_probation && l->state == LS_FOLLOWER) {
-            uint64_t token = l->token;
-            l->on_probation = 0;
-            if (r == LEASE_OK) {
-                start_leading(l, token); /* authority from this renewal's send time */
-                if (l->state == LS_LEADER)
-                    schedule(l, (uint64_t)l->cfg->retry_period_ms);
-            } else {
-                log_warn("lease", "the record taken with token %llu was %s during probation; not leading",
-                         (unsigned long long)token, r == LEASE_NOT_OURS ? "lost" : "not confirmed");
-                schedule(l, 0);
-            }
-            return;
-        }
-        if (l->state != LS_LEADER)
-            return;
-        if (r == LEASE_OK) {
-            uint64_t until = sent_ns + (uint64_t)l->cfg->renew_deadline_ms * 1000000u;
-            if (until > l->authority_until_ns && until > now_ns) {
-                l->authority_until_ns = until;
-                leadership_log(l, "lead-until", l->token, until);
-                arm_fence(l);
-            }
-            enforce(l);
-        } else if (r == LEASE_NOT_OURS) {
-            stop_leading(l, "lease lost: the record is gone or held by another", now_ns, LS_FOLLOWER, 0);
-            schedule(l, 0);
-        } else {
-            log_warn("lease", "renew failed: %s (authority ends in %lld ms)",
-                     info && info->error ? info->error : "error",
-                     (long long)((int64_t)(l->authority_until_ns - now_ns) / 1000000));
-        }
+        renew_result(l, r, info, sent_ns, now_ns);
         return;
     default:
         return;
@@ -633,11 +614,8 @@ void lease_backend_store_state(struct lease *l, int connected, const char *reaso
          * counted, from the very first, so a store that never came up is
          * as visible as one that went away. */
         /* Counted as the read that could not be made, as Go counts it. */
-        const char *ev[] = {op_labels[LEASE_OP_OBSERVE], db_error_type(reason)};
         log_warn("lease", "cannot connect to the store: %s", reason ? reason : "unknown");
-        metrics_add(l->m.db_errors, ev, 1);
-        l->st->store_failures++;
-        status_store_error(l->st, reason);
+        lease_metrics_count_error(&l->m, l->st, LEASE_OP_OBSERVE, reason);
         return;
     }
     if (connected == l->store_up)
@@ -746,62 +724,6 @@ void lease_subscribe(struct lease *l, lease_started_cb started, lease_stopped_cb
     l->nsubs++;
 }
 
-static void register_metrics(struct lease *l, struct metrics *m)
-{
-    /* The Go controller's bounds: leadership 10 s doubling to 5120 s,
-     * failover 1 s by 5 s to 46 s, store latency 1 ms doubling to 512 ms. */
-    static const double dur_buckets[] = {10, 20, 40, 80, 160, 320, 640, 1280, 2560, 5120};
-    static const double fo_buckets[] = {1, 6, 11, 16, 21, 26, 31, 36, 41, 46};
-    static const double lat_buckets[] = {0.001, 0.002, 0.004, 0.008, 0.016, 0.032, 0.064, 0.128, 0.256, 0.512};
-    static const char *const op[] = {"operation", NULL};
-    static const char *const op_err[] = {"operation", "error_type", NULL};
-    static const char *const from_to[] = {"from_cluster", "to_cluster", NULL};
-    struct lease_metrics *x = &l->m;
-
-    x->is_leader = metrics_register(m, METRIC_GAUGE, "k8_highlander_is_leader",
-                                    "1 when this replica is the leader.", NULL, NULL, 0);
-    x->transitions = metrics_register(m, METRIC_COUNTER, "k8_highlander_leadership_transitions_total",
-                                      "Changes of this replica's leadership state.", NULL, NULL, 0);
-    x->duration = metrics_register(m, METRIC_HISTOGRAM, "k8_highlander_leadership_duration_seconds",
-                                   "How long each leadership of this replica lasted.", NULL, dur_buckets,
-                                   ARRAY_SIZE(dur_buckets));
-    x->acquisitions = metrics_register(m, METRIC_COUNTER, "k8_highlander_leadership_acquisitions_total",
-                                       "Times this replica acquired the lease.", NULL, NULL, 0);
-    x->losses = metrics_register(m, METRIC_COUNTER, "k8_highlander_leadership_losses_total",
-                                 "Times this replica stopped leading.", NULL, NULL, 0);
-    x->failed_attempts = metrics_register(m, METRIC_COUNTER, "k8_highlander_leadership_failed_attempts_total",
-                                          "Acquire attempts that did not win the lease.", NULL, NULL, 0);
-    x->last_transition = metrics_register(m, METRIC_GAUGE, "k8_highlander_last_leader_transition_timestamp_seconds",
-                                          "Wall-clock time of this replica's last leadership change.", NULL, NULL, 0);
-    x->failover = metrics_register(m, METRIC_COUNTER, "k8_highlander_failover_total",
-                                   "Times this replica took over from another leader.", NULL, NULL, 0);
-    x->failover_duration = metrics_register(m, METRIC_HISTOGRAM, "k8_highlander_failover_duration_seconds",
-                                            "From the last sight of the previous leader to taking over.", NULL,
-                                            fo_buckets, ARRAY_SIZE(fo_buckets));
-    x->failover_errors = metrics_register(m, METRIC_COUNTER, "k8_highlander_failover_errors_total",
-                                          "Acquire attempts that failed with a store error.", NULL, NULL, 0);
-    x->db_ops = metrics_register(m, METRIC_COUNTER, "k8_highlander_db_operations_total",
-                                 "Lease store operations.", op, NULL, 0);
-    x->db_errors = metrics_register(m, METRIC_COUNTER, "k8_highlander_db_errors_total",
-                                    "Lease store operations that failed.", op_err, NULL, 0);
-    x->db_latency = metrics_register(m, METRIC_HISTOGRAM, "k8_highlander_db_latency_seconds",
-                                     "Latency of lease store operations.", op, lat_buckets, ARRAY_SIZE(lat_buckets));
-    x->lock_ttl = metrics_register(m, METRIC_GAUGE, "k8_highlander_db_lock_ttl_seconds",
-                                   "Remaining lifetime of the lease record when last seen.", NULL, NULL, 0);
-    x->cluster_transitions = metrics_register(m, METRIC_COUNTER, "k8_highlander_cluster_transitions_total",
-                                              "Leadership moves between clusters seen by this replica.", from_to,
-                                              NULL, 0);
-    x->fencing_token = metrics_register(m, METRIC_GAUGE, "k8_highlander_fencing_token",
-                                        "Fencing token of this replica's current or last leadership.", NULL, NULL, 0);
-    /* Every operation's series from the start, at 0 (the families without
-     * labels have theirs already, see metrics.h). */
-    for (size_t i = 0; i < ARRAY_SIZE(op_labels); i++) {
-        const char *lv[] = {op_labels[i]};
-        metrics_touch(x->db_ops, lv);
-        metrics_touch(x->db_latency, lv);
-    }
-}
-
 struct lease *lease_new(uv_loop_t *loop, const struct config *cfg, struct status *st, struct metrics *m,
                         struct lease_backend *backend)
 {
@@ -819,7 +741,7 @@ struct lease *lease_new(uv_loop_t *loop, const struct config *cfg, struct status
         if (l->log_fd < 0)
             log_warn("lease", "cannot open HIGHLANDER_LEADERSHIP_LOG %s: %s", path, strerror(errno));
     }
-    register_metrics(l, m);
+    lease_metrics_register(&l->m, m);
     srand((unsigned)(time_mono_ns() ^ (uint64_t)getpid()));
     return l;
 }

@@ -11,7 +11,7 @@ mkdir -p "$out"
 make -s third_party/llhttp/llhttp.h
 CC=clang
 FLAGS="-DLLHTTP_STRICT_MODE=1 -I/usr/include/postgresql -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined -std=c11 -D_GNU_SOURCE -Iinclude -Ithird_party/llhttp"
-LIBSRC="src/workload_crd.c src/util.c src/log.c src/duration.c src/config_keys.c src/workload_objects.c src/kind_process.c src/kind_cronjob.c src/kind_service.c src/kind_persistent.c src/config.c src/config_yaml.c src/config_validate.c src/config_dump.c src/http_session.c src/kube_config.c src/kube_client.c src/kube_calls.c src/informer.c src/yaml_json.c src/yaml_expand.c third_party/llhttp/llhttp.c third_party/llhttp/api.c third_party/llhttp/http.c"
+LIBSRC="src/workload_crd.c src/util.c src/log.c src/duration.c src/config_keys.c src/config_maps.c src/workload_objects.c src/kind_process.c src/kind_cronjob.c src/kind_service.c src/kind_persistent.c src/config.c src/config_yaml.c src/config_validate.c src/config_dump.c src/http_session.c src/kube_config.c src/kube_client.c src/kube_calls.c src/kube_easy.c src/informer.c src/yaml_json.c src/yaml_expand.c third_party/llhttp/llhttp.c third_party/llhttp/api.c third_party/llhttp/http.c"
 total=0
 for t in "$@"; do
     bin=$out/fuzz_$t
