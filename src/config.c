@@ -567,6 +567,116 @@ static char *take(struct merged *m, enum setting s)
 }
 
 /* Converts the merged strings into the typed configuration. */
+static void convert_store(struct merged *m, struct config *c, struct config_errors *errs)
+{
+    const struct value *v = &m->v[S_STORAGE_TYPE];
+    long n;
+
+    if (strcmp(v->text, "redis") == 0)
+        c->storage_type = STORAGE_REDIS;
+    else if (strcmp(v->text, "db") == 0)
+        c->storage_type = STORAGE_DB;
+    else if (strcmp(v->text, "lease") == 0)
+        c->storage_type = STORAGE_LEASE;
+    else if (strcmp(v->text, "spanner") == 0)
+        config_errors_add(errs, "%s: \"spanner\" (Cloud Spanner) is not supported by this build; use redis, db "
+                          "or lease", v->origin);
+    else
+        config_errors_add(errs, "%s: \"%s\" is not one of redis, db, lease", v->origin, v->text);
+    c->redis_addr = take(m, S_REDIS_ADDR);
+    c->redis_username = take(m, S_REDIS_USERNAME);
+    c->redis_password = take(m, S_REDIS_PASSWORD);
+    if (parse_int(&m->v[S_REDIS_DB], 0, INT_MAX, &n, errs) == 0)
+        c->redis_db = (int)n;
+    c->database_url = take(m, S_DATABASE_URL);
+}
+
+static void convert_timing(struct merged *m, struct config *c, struct config_errors *errs)
+{
+    const struct value *v = &m->v[S_HANDOVER];
+    int ok;
+
+    if (parse_duration(&m->v[S_TERMINATION_GRACE], &c->termination_grace_ms, errs) == 0 &&
+        c->termination_grace_ms < 1000)
+        config_errors_add(errs, "%s: must be at least 1s", m->v[S_TERMINATION_GRACE].origin);
+    if (strcmp(v->text, "auto") == 0)
+        c->handover = HANDOVER_AUTO;
+    else if (strcmp(v->text, "adopt") == 0)
+        c->handover = HANDOVER_ADOPT;
+    else if (strcmp(v->text, "stop") == 0)
+        c->handover = HANDOVER_STOP;
+    else
+        config_errors_add(errs, "%s: \"%s\" is not one of auto, adopt, stop", v->origin, v->text);
+    ok = parse_duration(&m->v[S_LEASE_DURATION], &c->lease_duration_ms, errs) == 0;
+    ok &= parse_duration(&m->v[S_RENEW_DEADLINE], &c->renew_deadline_ms, errs) == 0;
+    ok &= parse_duration(&m->v[S_RETRY_PERIOD], &c->retry_period_ms, errs) == 0;
+    if (ok) {
+        if (c->retry_period_ms < 10)
+            config_errors_add(errs, "%s: must be at least 10ms", m->v[S_RETRY_PERIOD].origin);
+        if (c->lease_duration_ms <= c->renew_deadline_ms)
+            config_errors_add(errs, "%s: lease duration (%s) must be longer than the renew deadline (%s)",
+                              m->v[S_LEASE_DURATION].origin, m->v[S_LEASE_DURATION].text,
+                              m->v[S_RENEW_DEADLINE].text);
+        if (c->renew_deadline_ms * 10 <= c->retry_period_ms * 12)
+            config_errors_add(errs, "%s: renew deadline (%s) must be longer than 1.2 x the retry period (%s)",
+                              m->v[S_RENEW_DEADLINE].origin, m->v[S_RENEW_DEADLINE].text,
+                              m->v[S_RETRY_PERIOD].text);
+    }
+}
+
+static void convert_http(struct merged *m, struct config *c, struct config_errors *errs)
+{
+    enum log_level l;
+    enum log_format f;
+    long n;
+
+    if (log_level_parse(m->v[S_LOG_LEVEL].text, &l) != 0)
+        config_errors_add(errs, "%s: \"%s\" is not one of debug, info, warn, error",
+                          m->v[S_LOG_LEVEL].origin, m->v[S_LOG_LEVEL].text);
+    if (log_format_parse(m->v[S_LOG_FORMAT].text, &f) != 0)
+        config_errors_add(errs, "%s: \"%s\" is not one of json, text", m->v[S_LOG_FORMAT].origin,
+                          m->v[S_LOG_FORMAT].text);
+    c->log_level = take(m, S_LOG_LEVEL);
+    c->log_format = take(m, S_LOG_FORMAT);
+    c->api_token = take(m, S_API_TOKEN);
+    c->bind_address = take(m, S_BIND_ADDRESS);
+    if (parse_int(&m->v[S_HTTP_MAX_CONNS], 1, 1000000, &n, errs) == 0)
+        c->http_max_connections = (unsigned)n;
+    /* At least one answer of the largest kind (a dashboard file, a full
+     * /api/dashboard) must fit, or every pipelined request waits. */
+    if (parse_int(&m->v[S_HTTP_OUTPUT], 65536, 1L << 30, &n, errs) == 0)
+        c->http_max_output_bytes = (size_t)n;
+    if (parse_int(&m->v[S_HTTP_BODIES], 1048576, 1L << 32, &n, errs) == 0)
+        c->http_max_bodies_bytes = (size_t)n;
+    if (parse_duration(&m->v[S_HTTP_WRITE_TIMEOUT], &c->http_write_timeout_ms, errs) == 0 &&
+        c->http_write_timeout_ms < 100)
+        config_errors_add(errs, "%s: must be at least 100ms", m->v[S_HTTP_WRITE_TIMEOUT].origin);
+    if (parse_int(&m->v[S_KUBE_QPS], 1, 100000, &n, errs) == 0)
+        c->kube_qps = (int)n;
+    if (parse_int(&m->v[S_KUBE_BURST], 1, 100000, &n, errs) == 0)
+        c->kube_burst = (int)n;
+}
+
+static void convert_crd_namespaces(struct merged *m, struct config *c, struct config_errors *errs)
+{
+    const struct value *v = &m->v[S_CRD_NAMESPACES];
+    char *list = xstrdup(v->text ? v->text : ""), *save = NULL;
+
+    for (char *ns = strtok_r(list, ",", &save); ns; ns = strtok_r(NULL, ",", &save)) {
+        size_t len;
+        ns += strspn(ns, " ");
+        for (len = strlen(ns); len > 0 && ns[len - 1] == ' '; len--)
+            ns[len - 1] = '\0';
+        if (!config_is_dns1123_label(ns)) {
+            config_errors_add(errs, "%s: \"%s\" is not a valid namespace name", v->origin, ns);
+            continue;
+        }
+        c->crd_namespaces = xrealloc(c->crd_namespaces, (c->crd_namespaces_count + 1) * sizeof(char *));
+        c->crd_namespaces[c->crd_namespaces_count++] = xstrdup(ns);
+    }
+    free(list);
+}
+
 static void convert(struct merged *m, struct config *c, struct config_errors *errs)
 {
     long n;
@@ -588,105 +698,12 @@ static void convert(struct merged *m, struct config *c, struct config_errors *er
         c->port = n ? (int)n : 8080;
     parse_bool(&m->v[S_REMAINS_FOLLOWER], &c->remains_follower, errs);
     parse_bool(&m->v[S_FENCING], &c->fencing, errs);
-    {
-        const struct value *v = &m->v[S_STORAGE_TYPE];
-        if (strcmp(v->text, "redis") == 0)
-            c->storage_type = STORAGE_REDIS;
-        else if (strcmp(v->text, "db") == 0)
-            c->storage_type = STORAGE_DB;
-        else if (strcmp(v->text, "lease") == 0)
-            c->storage_type = STORAGE_LEASE;
-        else if (strcmp(v->text, "spanner") == 0)
-            config_errors_add(errs, "%s: \"spanner\" (Cloud Spanner) is not supported by this build; use redis, db "
-                              "or lease", v->origin);
-        else
-            config_errors_add(errs, "%s: \"%s\" is not one of redis, db, lease", v->origin, v->text);
-    }
-    c->redis_addr = take(m, S_REDIS_ADDR);
-    c->redis_username = take(m, S_REDIS_USERNAME);
-    c->redis_password = take(m, S_REDIS_PASSWORD);
-    if (parse_int(&m->v[S_REDIS_DB], 0, INT_MAX, &n, errs) == 0)
-        c->redis_db = (int)n;
-    c->database_url = take(m, S_DATABASE_URL);
+    convert_store(m, c, errs);
     c->cluster_name = take(m, S_CLUSTER_NAME);
     c->kubeconfig = take(m, S_KUBECONFIG);
-    if (parse_duration(&m->v[S_TERMINATION_GRACE], &c->termination_grace_ms, errs) == 0 &&
-        c->termination_grace_ms < 1000)
-        config_errors_add(errs, "%s: must be at least 1s", m->v[S_TERMINATION_GRACE].origin);
-    {
-        const struct value *v = &m->v[S_HANDOVER];
-        if (strcmp(v->text, "auto") == 0)
-            c->handover = HANDOVER_AUTO;
-        else if (strcmp(v->text, "adopt") == 0)
-            c->handover = HANDOVER_ADOPT;
-        else if (strcmp(v->text, "stop") == 0)
-            c->handover = HANDOVER_STOP;
-        else
-            config_errors_add(errs, "%s: \"%s\" is not one of auto, adopt, stop", v->origin, v->text);
-    }
-    {
-        int ok = parse_duration(&m->v[S_LEASE_DURATION], &c->lease_duration_ms, errs) == 0;
-        ok &= parse_duration(&m->v[S_RENEW_DEADLINE], &c->renew_deadline_ms, errs) == 0;
-        ok &= parse_duration(&m->v[S_RETRY_PERIOD], &c->retry_period_ms, errs) == 0;
-        if (ok) {
-            if (c->retry_period_ms < 10)
-                config_errors_add(errs, "%s: must be at least 10ms", m->v[S_RETRY_PERIOD].origin);
-            if (c->lease_duration_ms <= c->renew_deadline_ms)
-                config_errors_add(errs, "%s: lease duration (%s) must be longer than the renew deadline (%s)",
-                                  m->v[S_LEASE_DURATION].origin, m->v[S_LEASE_DURATION].text,
-                                  m->v[S_RENEW_DEADLINE].text);
-            if (c->renew_deadline_ms * 10 <= c->retry_period_ms * 12)
-                config_errors_add(errs, "%s: renew deadline (%s) must be longer than 1.2 x the retry period (%s)",
-                                  m->v[S_RENEW_DEADLINE].origin, m->v[S_RENEW_DEADLINE].text,
-                                  m->v[S_RETRY_PERIOD].text);
-        }
-    }
-    {
-        enum log_level l;
-        enum log_format f;
-        if (log_level_parse(m->v[S_LOG_LEVEL].text, &l) != 0)
-            config_errors_add(errs, "%s: \"%s\" is not one of debug, info, warn, error",
-                              m->v[S_LOG_LEVEL].origin, m->v[S_LOG_LEVEL].text);
-        if (log_format_parse(m->v[S_LOG_FORMAT].text, &f) != 0)
-            config_errors_add(errs, "%s: \"%s\" is not one of json, text", m->v[S_LOG_FORMAT].origin,
-                              m->v[S_LOG_FORMAT].text);
-    }
-    c->log_level = take(m, S_LOG_LEVEL);
-    c->log_format = take(m, S_LOG_FORMAT);
-    c->api_token = take(m, S_API_TOKEN);
-    c->bind_address = take(m, S_BIND_ADDRESS);
-    if (parse_int(&m->v[S_HTTP_MAX_CONNS], 1, 1000000, &n, errs) == 0)
-        c->http_max_connections = (unsigned)n;
-    /* At least one answer of the largest kind (a dashboard file, a full
-     * /api/dashboard) must fit, or every pipelined request waits. */
-    if (parse_int(&m->v[S_HTTP_OUTPUT], 65536, 1L << 30, &n, errs) == 0)
-        c->http_max_output_bytes = (size_t)n;
-    if (parse_int(&m->v[S_HTTP_BODIES], 1048576, 1L << 32, &n, errs) == 0)
-        c->http_max_bodies_bytes = (size_t)n;
-    if (parse_duration(&m->v[S_HTTP_WRITE_TIMEOUT], &c->http_write_timeout_ms, errs) == 0 &&
-        c->http_write_timeout_ms < 100)
-        config_errors_add(errs, "%s: must be at least 100ms", m->v[S_HTTP_WRITE_TIMEOUT].origin);
-    if (parse_int(&m->v[S_KUBE_QPS], 1, 100000, &n, errs) == 0)
-        c->kube_qps = (int)n;
-    if (parse_int(&m->v[S_KUBE_BURST], 1, 100000, &n, errs) == 0)
-        c->kube_burst = (int)n;
-    {
-        const struct value *v = &m->v[S_CRD_NAMESPACES];
-        char *list = xstrdup(v->text ? v->text : ""), *save = NULL;
-        for (char *ns = strtok_r(list, ",", &save); ns; ns = strtok_r(NULL, ",", &save)) {
-            size_t len;
-            ns += strspn(ns, " ");
-            for (len = strlen(ns); len > 0 && ns[len - 1] == ' '; len--)
-                ns[len - 1] = '\0';
-            if (!config_is_dns1123_label(ns)) {
-                config_errors_add(errs, "%s: \"%s\" is not a valid namespace name", v->origin, ns);
-                continue;
-            }
-            c->crd_namespaces = xrealloc(c->crd_namespaces, (c->crd_namespaces_count + 1) * sizeof(char *));
-            c->crd_namespaces[c->crd_namespaces_count++] = xstrdup(ns);
-        }
-        free(list);
-    }
+    convert_timing(m, c, errs);
+    convert_http(m, c, errs);
+    convert_crd_namespaces(m, c, errs);
     if (c->api_token && *c->api_token == '\0') {
         free(c->api_token);
         c->api_token = NULL;

@@ -165,6 +165,46 @@ static json_t *resources_json(const struct workload_resources *r)
     return o;
 }
 
+static json_t *sidecar_json(const struct sidecar *s)
+{
+    json_t *j = json_object();
+
+    set_str(j, "name", s->name);
+    set_str(j, "image", s->image);
+    if (s->command_count)
+        json_object_set_new(j, "command", str_array(s->command, s->command_count));
+    if (s->args_count)
+        json_object_set_new(j, "args", str_array(s->args, s->args_count));
+    if (s->env.count)
+        json_object_set_new(j, "env", kv_object(&s->env, 1));
+    if (s->resources)
+        json_object_set_new(j, "resources", resources_json(s->resources));
+    if (s->volume_mounts_count) {
+        json_t *vm = json_array();
+        for (unsigned k = 0; k < s->volume_mounts_count; k++)
+            json_array_append_new(vm, json_pack("{s:s?, s:s?, s:b}", "name", s->volume_mounts[k].name,
+                                                "mountPath", s->volume_mounts[k].mount_path, "readOnly",
+                                                s->volume_mounts[k].read_only));
+        json_object_set_new(j, "volumeMounts", vm);
+    }
+    if (s->security_context) {
+        const struct security_context *sc = s->security_context;
+        json_t *c = json_object();
+        if (sc->privileged)
+            json_object_set_new(c, "privileged", json_boolean(*sc->privileged));
+        if (sc->run_as_user)
+            json_object_set_new(c, "runAsUser", json_integer(*sc->run_as_user));
+        if (sc->run_as_group)
+            json_object_set_new(c, "runAsGroup", json_integer(*sc->run_as_group));
+        if (sc->run_as_non_root)
+            json_object_set_new(c, "runAsNonRoot", json_boolean(*sc->run_as_non_root));
+        if (sc->read_only_root_filesystem)
+            json_object_set_new(c, "readOnlyRootFilesystem", json_boolean(*sc->read_only_root_filesystem));
+        json_object_set_new(j, "securityContext", c);
+    }
+    return j;
+}
+
 json_t *config_workload_to_json(enum workload_type type, const struct workload_spec *w)
 {
     json_t *o = json_object();
@@ -211,44 +251,8 @@ json_t *config_workload_to_json(enum workload_type type, const struct workload_s
     }
     if (w->sidecars_count) {
         json_t *a = json_array();
-        for (unsigned i = 0; i < w->sidecars_count; i++) {
-            const struct sidecar *s = &w->sidecars[i];
-            json_t *j = json_object();
-            set_str(j, "name", s->name);
-            set_str(j, "image", s->image);
-            if (s->command_count)
-                json_object_set_new(j, "command", str_array(s->command, s->command_count));
-            if (s->args_count)
-                json_object_set_new(j, "args", str_array(s->args, s->args_count));
-            if (s->env.count)
-                json_object_set_new(j, "env", kv_object(&s->env, 1));
-            if (s->resources)
-                json_object_set_new(j, "resources", resources_json(s->resources));
-            if (s->volume_mounts_count) {
-                json_t *vm = json_array();
-                for (unsigned k = 0; k < s->volume_mounts_count; k++)
-                    json_array_append_new(vm, json_pack("{s:s?, s:s?, s:b}", "name", s->volume_mounts[k].name,
-                                                        "mountPath", s->volume_mounts[k].mount_path, "readOnly",
-                                                        s->volume_mounts[k].read_only));
-                json_object_set_new(j, "volumeMounts", vm);
-            }
-            if (s->security_context) {
-                const struct security_context *sc = s->security_context;
-                json_t *c = json_object();
-                if (sc->privileged)
-                    json_object_set_new(c, "privileged", json_boolean(*sc->privileged));
-                if (sc->run_as_user)
-                    json_object_set_new(c, "runAsUser", json_integer(*sc->run_as_user));
-                if (sc->run_as_group)
-                    json_object_set_new(c, "runAsGroup", json_integer(*sc->run_as_group));
-                if (sc->run_as_non_root)
-                    json_object_set_new(c, "runAsNonRoot", json_boolean(*sc->run_as_non_root));
-                if (sc->read_only_root_filesystem)
-                    json_object_set_new(c, "readOnlyRootFilesystem", json_boolean(*sc->read_only_root_filesystem));
-                json_object_set_new(j, "securityContext", c);
-            }
-            json_array_append_new(a, j);
-        }
+        for (unsigned i = 0; i < w->sidecars_count; i++)
+            json_array_append_new(a, sidecar_json(&w->sidecars[i]));
         json_object_set_new(o, "sidecars", a);
     }
     set_str(o, "terminationGracePeriod", w->termination_grace_period);

@@ -183,6 +183,70 @@ static void pop(struct map_pass *p)
     }
 }
 
+/* One event of the document; 1 at its end. */
+static int on_event(struct map_pass *p, yaml_event_t *ev)
+{
+    switch (ev->type) {
+    case YAML_STREAM_END_EVENT:
+        return 1;
+    case YAML_MAPPING_START_EVENT:
+        if (p->target != NULL) {
+            config_errors_add(p->errs, "%s.%s: value must be a string, not a mapping",
+                              p->target_path.data, p->pending_key ? p->pending_key : "?");
+        } else if (p->depth < MAP_DEPTH_MAX && (p->target = match_target(p)) != NULL) {
+            p->target_depth = p->depth + 1;
+        }
+        push(p, 0);
+        break;
+    case YAML_SEQUENCE_START_EVENT:
+        if (p->target != NULL)
+            config_errors_add(p->errs, "%s.%s: value must be a string, not a list",
+                              p->target_path.data, p->pending_key ? p->pending_key : "?");
+        else
+            check_not_map(p, NULL);
+        push(p, 1);
+        break;
+    case YAML_MAPPING_END_EVENT:
+    case YAML_SEQUENCE_END_EVENT:
+        if (p->target != NULL && p->depth == p->target_depth) {
+            p->target = NULL;
+            free(p->pending_key);
+            p->pending_key = NULL;
+        }
+        pop(p);
+        value_done(p);
+        break;
+    case YAML_SCALAR_EVENT: {
+        const char *v = (const char *)ev->data.scalar.value;
+        struct frame *f = p->depth > 0 && p->depth <= MAP_DEPTH_MAX ? &p->stack[p->depth - 1] : NULL;
+
+        if (f != NULL && !f->is_seq && f->key == NULL) {
+            f->key = xstrdup(v);
+            if (p->target != NULL && p->depth == p->target_depth) {
+                free(p->pending_key);
+                p->pending_key = xstrdup(v);
+            }
+            break;
+        }
+        check_not_map(p, v);
+        if (p->target != NULL && p->depth == p->target_depth && p->pending_key != NULL) {
+            if (kv_list_get(p->target, p->pending_key) != NULL)
+                config_errors_add(p->errs, "%s.%s: duplicate key", p->target_path.data, p->pending_key);
+            else
+                kv_list_add(p->target, p->pending_key, v);
+        }
+        value_done(p);
+        break;
+    }
+    case YAML_ALIAS_EVENT:
+        value_done(p);
+        break;
+    default:
+        break;
+    }
+    return 0;
+}
+
 int config_read_string_maps(const char *data, size_t len, struct config_file *file, struct workload_spec *single,
                             const char *source, struct config_errors *errs)
 {
@@ -209,65 +273,7 @@ int config_read_string_maps(const char *data, size_t len, struct config_file *fi
             rc = -1;
             break;
         }
-        switch (ev.type) {
-        case YAML_STREAM_END_EVENT:
-            done = 1;
-            break;
-        case YAML_MAPPING_START_EVENT:
-            if (p.target != NULL) {
-                config_errors_add(errs, "%s.%s: value must be a string, not a mapping",
-                                  p.target_path.data, p.pending_key ? p.pending_key : "?");
-            } else if (p.depth < MAP_DEPTH_MAX && (p.target = match_target(&p)) != NULL) {
-                p.target_depth = p.depth + 1;
-            }
-            push(&p, 0);
-            break;
-        case YAML_SEQUENCE_START_EVENT:
-            if (p.target != NULL)
-                config_errors_add(errs, "%s.%s: value must be a string, not a list",
-                                  p.target_path.data, p.pending_key ? p.pending_key : "?");
-            else
-                check_not_map(&p, NULL);
-            push(&p, 1);
-            break;
-        case YAML_MAPPING_END_EVENT:
-        case YAML_SEQUENCE_END_EVENT:
-            if (p.target != NULL && p.depth == p.target_depth) {
-                p.target = NULL;
-                free(p.pending_key);
-                p.pending_key = NULL;
-            }
-            pop(&p);
-            value_done(&p);
-            break;
-        case YAML_SCALAR_EVENT: {
-            const char *v = (const char *)ev.data.scalar.value;
-            struct frame *f = p.depth > 0 && p.depth <= MAP_DEPTH_MAX ? &p.stack[p.depth - 1] : NULL;
-
-            if (f != NULL && !f->is_seq && f->key == NULL) {
-                f->key = xstrdup(v);
-                if (p.target != NULL && p.depth == p.target_depth) {
-                    free(p.pending_key);
-                    p.pending_key = xstrdup(v);
-                }
-                break;
-            }
-            check_not_map(&p, v);
-            if (p.target != NULL && p.depth == p.target_depth && p.pending_key != NULL) {
-                if (kv_list_get(p.target, p.pending_key) != NULL)
-                    config_errors_add(errs, "%s.%s: duplicate key", p.target_path.data, p.pending_key);
-                else
-                    kv_list_add(p.target, p.pending_key, v);
-            }
-            value_done(&p);
-            break;
-        }
-        case YAML_ALIAS_EVENT:
-            value_done(&p);
-            break;
-        default:
-            break;
-        }
+        done = on_event(&p, &ev);
         yaml_event_delete(&ev);
     }
     while (p.depth > 0)

@@ -282,6 +282,40 @@ static void check_label_map(const struct kv_list *l, const char *prefix, const c
     }
 }
 
+static void check_ports(const struct workload_spec *w, const char *prefix, struct config_errors *errs)
+{
+    for (unsigned i = 0; i < w->ports_count; i++) {
+        const struct workload_port *p = &w->ports[i];
+        if (p->container_port < 1 || p->container_port > 65535)
+            config_errors_add(errs, "%s.ports[%u].containerPort: %lld is not a port (1-65535)", prefix, i,
+                              (long long)p->container_port);
+        if (p->service_port != 0 && (p->service_port < 1 || p->service_port > 65535))
+            config_errors_add(errs, "%s.ports[%u].servicePort: %lld is not a port (1-65535)", prefix, i,
+                              (long long)p->service_port);
+        if (p->name && *p->name && (!config_is_dns1123_label(p->name) || strlen(p->name) > 15))
+            config_errors_add(errs, "%s.ports[%u].name: \"%s\" is not a valid port name (at most 15)", prefix,
+                              i, p->name);
+    }
+}
+
+static void check_sidecars(const struct workload_spec *w, const char *prefix, struct config_errors *errs)
+{
+    for (unsigned i = 0; i < w->sidecars_count; i++) {
+        const struct sidecar *s = &w->sidecars[i];
+        char sp[256];
+        snprintf(sp, sizeof(sp), "%s.sidecars[%u]", prefix, i);
+        if (s->name == NULL || !config_is_dns1123_label(s->name))
+            config_errors_add(errs, "%s.name: a valid name is required", sp);
+        if (s->image == NULL || *s->image == '\0')
+            config_errors_add(errs, "%s.image: image is required", sp);
+        check_resources(s->resources, sp, errs);
+        check_env(&s->env, sp, errs);
+        for (unsigned j = 0; j < s->volume_mounts_count; j++)
+            if (s->volume_mounts[j].mount_path == NULL || s->volume_mounts[j].mount_path[0] != '/')
+                config_errors_add(errs, "%s.volumeMounts[%u].mountPath: must be an absolute path", sp, j);
+    }
+}
+
 void config_validate_workload(enum workload_type type, const struct workload_spec *w,
                               const char *prefix, struct config_errors *errs)
 {
@@ -329,32 +363,8 @@ void config_validate_workload(enum workload_type type, const struct workload_spe
         if (!config_is_dns1123_subdomain(w->secrets[i]))
             config_errors_add(errs, "%s.secrets[%u]: \"%s\" is not a valid name", prefix, i,
                               w->secrets[i] ? w->secrets[i] : "");
-    for (unsigned i = 0; i < w->ports_count; i++) {
-        const struct workload_port *p = &w->ports[i];
-        if (p->container_port < 1 || p->container_port > 65535)
-            config_errors_add(errs, "%s.ports[%u].containerPort: %lld is not a port (1-65535)", prefix, i,
-                              (long long)p->container_port);
-        if (p->service_port != 0 && (p->service_port < 1 || p->service_port > 65535))
-            config_errors_add(errs, "%s.ports[%u].servicePort: %lld is not a port (1-65535)", prefix, i,
-                              (long long)p->service_port);
-        if (p->name && *p->name && (!config_is_dns1123_label(p->name) || strlen(p->name) > 15))
-            config_errors_add(errs, "%s.ports[%u].name: \"%s\" is not a valid port name (at most 15)", prefix,
-                              i, p->name);
-    }
-    for (unsigned i = 0; i < w->sidecars_count; i++) {
-        const struct sidecar *s = &w->sidecars[i];
-        char sp[256];
-        snprintf(sp, sizeof(sp), "%s.sidecars[%u]", prefix, i);
-        if (s->name == NULL || !config_is_dns1123_label(s->name))
-            config_errors_add(errs, "%s.name: a valid name is required", sp);
-        if (s->image == NULL || *s->image == '\0')
-            config_errors_add(errs, "%s.image: image is required", sp);
-        check_resources(s->resources, sp, errs);
-        check_env(&s->env, sp, errs);
-        for (unsigned j = 0; j < s->volume_mounts_count; j++)
-            if (s->volume_mounts[j].mount_path == NULL || s->volume_mounts[j].mount_path[0] != '/')
-                config_errors_add(errs, "%s.volumeMounts[%u].mountPath: must be an absolute path", sp, j);
-    }
+    check_ports(w, prefix, errs);
+    check_sidecars(w, prefix, errs);
     {
         char path[256];
         snprintf(path, sizeof(path), "%s.terminationGracePeriod", prefix);

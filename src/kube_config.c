@@ -107,15 +107,118 @@ static int decode_field(json_t *obj, const char *key, struct buf *out, const cha
     return 0;
 }
 
+/* The context to use: cluster.name as a context's name or as the cluster
+ * it names, else the current context.  NULL and err set when none fits;
+ * *ambiguous when guessing among several would be unsafe. */
+static json_t *pick_context(json_t *root, const char *source, const char *context_name, int *ambiguous, char *err,
+                            size_t errlen)
+{
+    json_t *contexts = json_object_get(root, "contexts"), *ctx = NULL, *e;
+    const char *current = json_string_value(json_object_get(root, "current-context"));
+    size_t i;
+
+    *ambiguous = 0;
+    if (context_name && *context_name) {
+        ctx = find_named(contexts, context_name);
+        /* cluster.name may name the kubeconfig's cluster instead. */
+        json_array_foreach(contexts, i, e) {
+            const char *cn = json_string_value(json_object_get(json_object_get(e, "context"), "cluster"));
+            if (ctx == NULL && cn && strcmp(cn, context_name) == 0)
+                ctx = e;
+        }
+        if (ctx == NULL && json_array_size(contexts) > 1) {
+            /* With several clusters to choose from, the current context may
+             * be another cluster than the one this replica is configured for:
+             * never guess (the Go controller refuses too). */
+            snprintf(err, errlen,
+                     "%s: cluster.name \"%s\" is no context and no cluster of its %zu contexts: refusing to guess "
+                     "(set cluster.name to one of them)",
+                     source, context_name, json_array_size(contexts));
+            *ambiguous = 1;
+            return NULL;
+        }
+    }
+    if (ctx == NULL)
+        ctx = find_named(contexts, current);
+    if (ctx == NULL)
+        snprintf(err, errlen, "%s: no context named \"%s\" and no usable current-context", source,
+                 context_name && *context_name ? context_name : (current ? current : ""));
+    return ctx;
+}
+
+static int read_cluster(json_t *root, const char *source, const char *base_dir, const char *cluster_name,
+                        struct kube_config *out, char *err, size_t errlen)
+{
+    json_t *cluster = find_named(json_object_get(root, "clusters"), cluster_name), *clusterv, *insecure;
+    const char *server;
+    char what[300];
+
+    if (cluster == NULL) {
+        snprintf(err, errlen, "%s: context \"%s\" names cluster \"%s\", which is not defined", source,
+                 out->context, cluster_name ? cluster_name : "");
+        return -1;
+    }
+    clusterv = json_object_get(cluster, "cluster");
+    server = json_string_value(json_object_get(clusterv, "server"));
+    if (server == NULL || (strncmp(server, "https://", 8) != 0 && strncmp(server, "http://", 7) != 0)) {
+        snprintf(err, errlen, "%s: cluster \"%s\" has no http(s) server", source, cluster_name);
+        return -1;
+    }
+    out->server = xstrdup(server);
+    while (strlen(out->server) > 8 && out->server[strlen(out->server) - 1] == '/')
+        out->server[strlen(out->server) - 1] = '\0';
+    out->ca_file = resolve_path(base_dir, json_string_value(json_object_get(clusterv, "certificate-authority")));
+    snprintf(what, sizeof(what), "%s: cluster \"%s\"", source, cluster_name);
+    if (decode_field(clusterv, "certificate-authority-data", &out->ca_data, what, err, errlen) != 0)
+        return -1;
+    insecure = json_object_get(clusterv, "insecure-skip-tls-verify");
+    out->insecure = json_is_true(insecure) ||
+                    (json_is_string(insecure) && strcmp(json_string_value(insecure), "true") == 0);
+    return 0;
+}
+
+static int read_user(json_t *root, const char *source, const char *base_dir, const char *user_name,
+                     struct kube_config *out, char *err, size_t errlen)
+{
+    json_t *user = find_named(json_object_get(root, "users"), user_name), *userv;
+    const char *token;
+    char what[300];
+
+    if (user == NULL) {
+        snprintf(err, errlen, "%s: context \"%s\" names user \"%s\", which is not defined", source,
+                 out->context, user_name);
+        return -1;
+    }
+    userv = json_object_get(user, "user");
+    snprintf(what, sizeof(what), "%s: user \"%s\"", source, user_name);
+    out->cert_file = resolve_path(base_dir, json_string_value(json_object_get(userv, "client-certificate")));
+    out->key_file = resolve_path(base_dir, json_string_value(json_object_get(userv, "client-key")));
+    if (decode_field(userv, "client-certificate-data", &out->cert_data, what, err, errlen) != 0 ||
+        decode_field(userv, "client-key-data", &out->key_data, what, err, errlen) != 0)
+        return -1;
+    token = json_string_value(json_object_get(userv, "token"));
+    if (token && *token)
+        out->token = xstrdup(token);
+    out->token_file = resolve_path(base_dir, json_string_value(json_object_get(userv, "tokenFile")));
+    if ((out->cert_file || out->cert_data.len) != (out->key_file || out->key_data.len)) {
+        snprintf(err, errlen, "%s: a client certificate needs its key (and the other way round)", what);
+        return -1;
+    }
+    if (json_object_get(userv, "exec") || json_object_get(userv, "auth-provider")) {
+        snprintf(err, errlen, "%s: exec and auth-provider credentials are not supported", what);
+        return -1;
+    }
+    return 0;
+}
+
 int kube_config_parse(const char *data, size_t len, const char *source, const char *base_dir,
                       const char *context_name, struct kube_config *out, char *err, size_t errlen)
 {
     char yerr[200];
     json_t *root = yaml_to_json(data, len, yerr, sizeof(yerr));
-    json_t *ctx = NULL, *ctxv, *cluster, *clusterv, *user = NULL, *userv = NULL;
-    const char *current, *cluster_name, *user_name, *server, *ns, *token;
-    json_t *insecure;
-    char what[300];
+    json_t *ctx, *ctxv;
+    const char *name, *user_name, *ns;
+    int ambiguous;
 
     memset(out, 0, sizeof(*out));
     if (root == NULL) {
@@ -126,94 +229,21 @@ int kube_config_parse(const char *data, size_t len, const char *source, const ch
         snprintf(err, errlen, "%s: not a kubeconfig (expected a mapping)", source);
         goto fail;
     }
-    current = json_string_value(json_object_get(root, "current-context"));
-    if (context_name && *context_name) {
-        ctx = find_named(json_object_get(root, "contexts"), context_name);
-        if (ctx == NULL) {
-            /* cluster.name may name the kubeconfig's cluster instead. */
-            size_t i;
-            json_t *e;
-            json_array_foreach(json_object_get(root, "contexts"), i, e) {
-                const char *cn = json_string_value(json_object_get(json_object_get(e, "context"), "cluster"));
-                if (cn && strcmp(cn, context_name) == 0) {
-                    ctx = e;
-                    break;
-                }
-            }
-        }
-    }
-    if (ctx == NULL && context_name && *context_name && json_array_size(json_object_get(root, "contexts")) > 1) {
-        /* With several clusters to choose from, the current context may
-         * be another cluster than the one this replica is configured for:
-         * never guess (the Go controller refuses too). */
-        snprintf(err, errlen,
-                 "%s: cluster.name \"%s\" is no context and no cluster of its %zu contexts: refusing to guess "
-                 "(set cluster.name to one of them)",
-                 source, context_name, json_array_size(json_object_get(root, "contexts")));
-        json_decref(root);
-        return KUBE_CONFIG_AMBIGUOUS;
-    }
-    if (ctx == NULL)
-        ctx = find_named(json_object_get(root, "contexts"), current);
+    ctx = pick_context(root, source, context_name, &ambiguous, err, errlen);
     if (ctx == NULL) {
-        snprintf(err, errlen, "%s: no context named \"%s\" and no usable current-context", source,
-                 context_name && *context_name ? context_name : (current ? current : ""));
-        goto fail;
+        json_decref(root);
+        return ambiguous ? KUBE_CONFIG_AMBIGUOUS : -1;
     }
     ctxv = json_object_get(ctx, "context");
-    cluster_name = json_string_value(json_object_get(ctxv, "cluster"));
     user_name = json_string_value(json_object_get(ctxv, "user"));
     ns = json_string_value(json_object_get(ctxv, "namespace"));
-    out->context = xstrdup(json_string_value(json_object_get(ctx, "name")) ? json_string_value(json_object_get(ctx, "name")) : "");
-    cluster = find_named(json_object_get(root, "clusters"), cluster_name);
-    if (cluster == NULL) {
-        snprintf(err, errlen, "%s: context \"%s\" names cluster \"%s\", which is not defined", source,
-                 out->context, cluster_name ? cluster_name : "");
+    name = json_string_value(json_object_get(ctx, "name"));
+    out->context = xstrdup(name ? name : "");
+    if (read_cluster(root, source, base_dir, json_string_value(json_object_get(ctxv, "cluster")), out, err,
+                     errlen) != 0)
         goto fail;
-    }
-    clusterv = json_object_get(cluster, "cluster");
-    server = json_string_value(json_object_get(clusterv, "server"));
-    if (server == NULL || (strncmp(server, "https://", 8) != 0 && strncmp(server, "http://", 7) != 0)) {
-        snprintf(err, errlen, "%s: cluster \"%s\" has no http(s) server", source, cluster_name);
+    if (user_name && read_user(root, source, base_dir, user_name, out, err, errlen) != 0)
         goto fail;
-    }
-    out->server = xstrdup(server);
-    while (strlen(out->server) > 8 && out->server[strlen(out->server) - 1] == '/')
-        out->server[strlen(out->server) - 1] = '\0';
-    out->ca_file = resolve_path(base_dir, json_string_value(json_object_get(clusterv, "certificate-authority")));
-    snprintf(what, sizeof(what), "%s: cluster \"%s\"", source, cluster_name);
-    if (decode_field(clusterv, "certificate-authority-data", &out->ca_data, what, err, errlen) != 0)
-        goto fail;
-    insecure = json_object_get(clusterv, "insecure-skip-tls-verify");
-    out->insecure = json_is_true(insecure) ||
-                    (json_is_string(insecure) && strcmp(json_string_value(insecure), "true") == 0);
-    if (user_name) {
-        user = find_named(json_object_get(root, "users"), user_name);
-        if (user == NULL) {
-            snprintf(err, errlen, "%s: context \"%s\" names user \"%s\", which is not defined", source,
-                     out->context, user_name);
-            goto fail;
-        }
-        userv = json_object_get(user, "user");
-        snprintf(what, sizeof(what), "%s: user \"%s\"", source, user_name);
-        out->cert_file = resolve_path(base_dir, json_string_value(json_object_get(userv, "client-certificate")));
-        out->key_file = resolve_path(base_dir, json_string_value(json_object_get(userv, "client-key")));
-        if (decode_field(userv, "client-certificate-data", &out->cert_data, what, err, errlen) != 0 ||
-            decode_field(userv, "client-key-data", &out->key_data, what, err, errlen) != 0)
-            goto fail;
-        token = json_string_value(json_object_get(userv, "token"));
-        if (token && *token)
-            out->token = xstrdup(token);
-        out->token_file = resolve_path(base_dir, json_string_value(json_object_get(userv, "tokenFile")));
-        if ((out->cert_file || out->cert_data.len) != (out->key_file || out->key_data.len)) {
-            snprintf(err, errlen, "%s: a client certificate needs its key (and the other way round)", what);
-            goto fail;
-        }
-        if (json_object_get(userv, "exec") || json_object_get(userv, "auth-provider")) {
-            snprintf(err, errlen, "%s: exec and auth-provider credentials are not supported", what);
-            goto fail;
-        }
-    }
     out->namespace = xstrdup(ns && *ns ? ns : "default");
     json_decref(root);
     return 0;

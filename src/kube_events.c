@@ -120,6 +120,77 @@ static void patch_count(struct kube_events *e, int slot)
     free(path);
 }
 
+/* A slot for key: the one holding it (counted again, *repeat set), else
+ * a free one or the oldest, cleared. */
+static int find_slot(struct kube_events *e, const char *key, uint64_t now, int *repeat)
+{
+    int free_slot = -1, oldest = 0;
+
+    *repeat = 0;
+    for (int i = 0; i < EVENTS_MAX; i++) {
+        struct seen_event *s = &e->slots[i];
+        if (s->key == NULL) {
+            if (free_slot < 0)
+                free_slot = i;
+            continue;
+        }
+        if (strcmp(s->key, key) == 0 && now - s->last_ms < AGGREGATE_MS) {
+            *repeat = 1;
+            return i;
+        }
+        if (s->last_ms < e->slots[oldest].last_ms)
+            oldest = i;
+    }
+    if (free_slot < 0) {
+        free_slot = oldest;
+        slot_clear(&e->slots[oldest]);
+    }
+    return free_slot;
+}
+
+/* The first Event of a slot: created, then counted by patches. */
+static void post_new(struct kube_events *e, int slot, const json_t *involved, const char *ns, const char *type,
+                     const char *reason, const char *msg)
+{
+    json_t *meta = json_object_get(involved, "metadata");
+    const char *name = json_string_value(json_object_get(meta, "name"));
+    const char *uid = json_string_value(json_object_get(meta, "uid"));
+    const char *kind = json_string_value(json_object_get(involved, "kind"));
+    const char *api = json_string_value(json_object_get(involved, "apiVersion"));
+    struct seen_event *s = &e->slots[slot];
+    struct post_ctx *p = xcalloc(1, sizeof(*p));
+    char *coll = kube_path("", "v1", ns, "events", NULL, NULL);
+    char ts[40];
+    json_t *ev;
+
+    s->name = xasprintf("%.200s.%llx", name, (unsigned long long)time_mono_ns() ^ (unsigned long long)rand());
+    s->ns = xstrdup(ns);
+    s->count = 1;
+    s->busy = 1;
+    time_format_rfc3339(time_wall(), ts, sizeof(ts));
+    ts[19] = 'Z';
+    ts[20] = '\0';
+    ev = json_pack("{s:s, s:s, s:{s:s, s:s}, s:{s:s?, s:s?, s:s, s:s, s:s?}, s:s, s:s, s:s, s:{s:s, s:s},"
+                   " s:s, s:s, s:i, s:s, s:s}",
+                   "apiVersion", "v1", "kind", "Event", "metadata", "name", s->name, "namespace", ns,
+                   "involvedObject", "apiVersion", api, "kind", kind, "name", name, "namespace", ns, "uid", uid,
+                   "reason", reason, "message", msg, "type", type, "source", "component", e->component, "host",
+                   e->instance, "firstTimestamp", ts, "lastTimestamp", ts, "count", 1, "reportingComponent",
+                   e->component, "reportingInstance", e->instance);
+    p->e = e;
+    p->slot = slot;
+    p->key = xstrdup(s->key);
+    if (ev) {
+        kube_own(kube_create_prio(e->k, KUBE_PRIO_LOW, coll, ev, posted, p), p, post_drop);
+    } else {
+        s->busy = 0;
+        free(p->key);
+        free(p);
+    }
+    json_decref(ev);
+    free(coll);
+}
+
 void kube_events_post(struct kube_events *e, const json_t *involved, const char *type, const char *reason,
                       const char *fmt, ...)
 {
@@ -127,12 +198,11 @@ void kube_events_post(struct kube_events *e, const json_t *involved, const char 
     const char *name = json_string_value(json_object_get(meta, "name"));
     const char *ns = json_string_value(json_object_get(meta, "namespace"));
     const char *uid = json_string_value(json_object_get(meta, "uid"));
-    const char *kind = json_string_value(json_object_get(involved, "kind"));
-    const char *api = json_string_value(json_object_get(involved, "apiVersion"));
     uint64_t now = time_mono_ms();
-    char msg[1024], ts[40];
+    struct seen_event *s;
+    char msg[1024];
     struct buf key;
-    int free_slot = -1, oldest = 0;
+    int slot, repeat;
     va_list ap;
 
     if (name == NULL)
@@ -144,63 +214,18 @@ void kube_events_post(struct kube_events *e, const json_t *involved, const char 
     va_end(ap);
     buf_init(&key);
     buf_printf(&key, "%s|%s|%s|%s|%s|%s", uid ? uid : "", ns, name, type, reason, msg);
-    for (int i = 0; i < EVENTS_MAX; i++) {
-        struct seen_event *s = &e->slots[i];
-        if (s->key == NULL) {
-            if (free_slot < 0)
-                free_slot = i;
-            continue;
-        }
-        if (strcmp(s->key, key.data) == 0 && now - s->last_ms < AGGREGATE_MS) {
-            s->count++;
-            s->last_ms = now;
-            buf_free(&key);
-            if (s->busy || !s->created)
-                s->pending = 1;
-            else
-                patch_count(e, i);
-            return;
-        }
-        if (s->last_ms < e->slots[oldest].last_ms)
-            oldest = i;
+    slot = find_slot(e, key.data, now, &repeat);
+    s = &e->slots[slot];
+    s->last_ms = now;
+    if (repeat) {
+        s->count++;
+        buf_free(&key);
+        if (s->busy || !s->created)
+            s->pending = 1;
+        else
+            patch_count(e, slot);
+        return;
     }
-    if (free_slot < 0) {
-        free_slot = oldest;
-        slot_clear(&e->slots[oldest]);
-    }
-    {
-        struct seen_event *s = &e->slots[free_slot];
-        struct post_ctx *p = xcalloc(1, sizeof(*p));
-        char *coll = kube_path("", "v1", ns, "events", NULL, NULL);
-        json_t *ev;
-
-        s->key = buf_steal(&key);
-        s->name = xasprintf("%.200s.%llx", name, (unsigned long long)time_mono_ns() ^ (unsigned long long)rand());
-        s->ns = xstrdup(ns);
-        s->count = 1;
-        s->last_ms = now;
-        s->busy = 1;
-        time_format_rfc3339(time_wall(), ts, sizeof(ts));
-        ts[19] = 'Z';
-        ts[20] = '\0';
-        ev = json_pack("{s:s, s:s, s:{s:s, s:s}, s:{s:s?, s:s?, s:s, s:s, s:s?}, s:s, s:s, s:s, s:{s:s, s:s},"
-                       " s:s, s:s, s:i, s:s, s:s}",
-                       "apiVersion", "v1", "kind", "Event", "metadata", "name", s->name, "namespace", ns,
-                       "involvedObject", "apiVersion", api, "kind", kind, "name", name, "namespace", ns, "uid", uid,
-                       "reason", reason, "message", msg, "type", type, "source", "component", e->component, "host",
-                       e->instance, "firstTimestamp", ts, "lastTimestamp", ts, "count", 1, "reportingComponent",
-                       e->component, "reportingInstance", e->instance);
-        p->e = e;
-        p->slot = free_slot;
-        p->key = xstrdup(s->key);
-        if (ev)
-            kube_own(kube_create_prio(e->k, KUBE_PRIO_LOW, coll, ev, posted, p), p, post_drop);
-        else {
-            s->busy = 0;
-            free(p->key);
-            free(p);
-        }
-        json_decref(ev);
-        free(coll);
-    }
+    s->key = buf_steal(&key);
+    post_new(e, slot, involved, ns, type, reason, msg);
 }
