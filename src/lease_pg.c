@@ -278,7 +278,7 @@ static void send_next(struct pg_backend *pb)
     char ttl[24], floor[24], tok[24], mttl[24], take[8], seen[24];
     const char *params[7];
     const char *sql = NULL;
-    int ok;
+    int ok = 0;
 
     if (pb->current != Q_NONE || pb->conn == NULL || (q = pb->queue) == NULL)
         return;
