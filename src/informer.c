@@ -20,6 +20,7 @@ struct informer {
     unsigned page_size;
     size_t max_event_bytes;
     int idle_timeout_ms;
+    void (*keep)(json_t *obj);
     struct informer_handlers h;
     void *ctx;
     enum inf_state state;
@@ -226,6 +227,9 @@ static void finish_list(struct informer *inf, const char *rv)
             inf->h.deleted(inf->ctx, v);
     }
     json_decref(old);
+    if (inf->keep)
+        json_object_foreach(fresh, key, v)
+            inf->keep(v);
     /* A large LIST leaves freed pages behind in the allocator; give them
      * back so the resident size reflects the cache. */
     malloc_trim(0);
@@ -328,6 +332,8 @@ static void apply_event(struct informer *inf, const char *type, json_t *obj)
         } else if (inf->h.added) {
             inf->h.added(inf->ctx, obj);
         }
+        if (inf->keep)
+            inf->keep(obj);
         json_decref(old);
     } else if (strcmp(type, "DELETED") == 0) {
         json_t *old = json_incref(json_object_get(inf->cache, key));
@@ -486,6 +492,7 @@ struct informer *informer_new(uv_loop_t *loop, struct kube_client *k, const stru
     inf->page_size = o->page_size ? o->page_size : 500;
     inf->max_event_bytes = o->max_event_bytes ? o->max_event_bytes : (4u << 20);
     inf->idle_timeout_ms = o->idle_timeout_ms > 0 ? o->idle_timeout_ms : 150000;
+    inf->keep = o->keep;
     inf->h = *h;
     inf->ctx = ctx;
     inf->cache = json_object();

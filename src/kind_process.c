@@ -76,6 +76,35 @@ static void health(json_t *obj, struct health *h)
 }
 
 
+/*
+ * What the pod cache keeps: identity, labels and annotations (adoption,
+ * the API views), the node and restart policy, and the status fields that
+ * health and the Go detail keys read.  The containers' spec, most of a
+ * pod, is never read back: a pod is replaced, not merged.
+ */
+static void keep(json_t *pod)
+{
+    static const char *const top[] = {"apiVersion", "kind", "metadata", "spec", "status", NULL};
+    static const char *const meta[] = {"name", "namespace", "uid", "resourceVersion", "creationTimestamp",
+                                       "deletionTimestamp", "labels", "annotations", NULL};
+    static const char *const spec[] = {"nodeName", "restartPolicy", NULL};
+    static const char *const status[] = {"phase", "podIP", "hostIP", "startTime", "conditions",
+                                         "containerStatuses", NULL};
+    static const char *const cond[] = {"type", "status", "reason", "message", NULL};
+    static const char *const cstat[] = {"ready", "restartCount", "state", NULL};
+    json_t *st = json_object_get(pod, "status"), *e;
+    size_t i;
+
+    kind_keep_keys(pod, top);
+    kind_keep_keys(json_object_get(pod, "metadata"), meta);
+    kind_keep_keys(json_object_get(pod, "spec"), spec);
+    kind_keep_keys(st, status);
+    json_array_foreach(json_object_get(st, "conditions"), i, e)
+        kind_keep_keys(e, cond);
+    json_array_foreach(json_object_get(st, "containerStatuses"), i, e)
+        kind_keep_keys(e, cstat);
+}
+
 /* replicas: a Go field, accepted and not used (a singleton is one pod). */
 static const char *const fields[] = {"maxRestarts", "gracePeriod", "replicas", NULL};
 
@@ -108,6 +137,7 @@ const struct workload_kind kind_process = {
     .health = health,
     .stopped = NULL,
     .stop_patch = NULL, /* deleted */
+    .keep = keep,
     .fields = fields,
     .validate = validate,
     .dump = dump,

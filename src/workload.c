@@ -252,6 +252,37 @@ static void remove_workload(struct workload_mgr *m, struct workload *w)
     wl_unref(w);
 }
 
+/* The metadata a resource is known by: owner references, Events and
+ * observedGeneration read nothing else (its spec is decoded into a struct). */
+static const char *const cr_meta_keys[] = {"name", "namespace", "uid", "resourceVersion", "generation", NULL};
+
+/* What the manager keeps of a resource: its identity, with the kind and
+ * apiVersion that list items lack (the owner reference needs them). */
+static json_t *cr_identity(enum workload_type t, json_t *cr)
+{
+    json_t *meta = json_object();
+    const char *key;
+    json_t *v;
+
+    json_object_foreach(json_object_get(cr, "metadata"), key, v) {
+        for (int i = 0; cr_meta_keys[i]; i++)
+            if (strcmp(cr_meta_keys[i], key) == 0)
+                json_object_set(meta, key, v);
+    }
+    return json_pack("{s:s, s:s, s:o}", "apiVersion", "highlander.plexobject.io/v1", "kind",
+                     workload_kind_of(t)->cr_kind, "metadata", meta);
+}
+
+/* What the resource caches keep (informer.h), once the handlers decoded
+ * the spec: the identity, as the manager does. */
+static void cr_keep(json_t *cr)
+{
+    static const char *const top[] = {"apiVersion", "kind", "metadata", NULL};
+
+    kind_keep_keys(cr, top);
+    kind_keep_keys(json_object_get(cr, "metadata"), cr_meta_keys);
+}
+
 static void cr_upsert(struct workload_mgr *m, enum workload_type t, json_t *cr)
 {
     const char *ns = wl_meta(cr, "namespace"), *name = wl_meta(cr, "name");
@@ -269,11 +300,8 @@ static void cr_upsert(struct workload_mgr *m, enum workload_type t, json_t *cr)
                  "is used while it exists (as the Go controller does)", key);
     if (w == NULL)
         w = add_workload(m, t, ns, name);
-    /* Items in a list carry no kind; make the owner reference complete. */
     json_decref(w->cr);
-    w->cr = json_deep_copy(cr);
-    json_object_set_new(w->cr, "apiVersion", json_string("highlander.plexobject.io/v1"));
-    json_object_set_new(w->cr, "kind", json_string(workload_kind_of(t)->cr_kind));
+    w->cr = cr_identity(t, cr);
     spec = workload_spec_from_json(t, json_object_get(cr, "spec"), name, ns, &errs);
     config_validate_workload(t, spec, "spec", &errs);
     free(w->invalid);
@@ -321,9 +349,7 @@ static void cr_updated(void *ctx, json_t *old_cr, json_t *cr)
         make_key(key, sizeof(key), c->t, wl_meta(cr, "namespace"), wl_meta(cr, "name"));
         if ((w = wm_find(c->m, key)) != NULL) {
             json_decref(w->cr);
-            w->cr = json_deep_copy(cr);
-            json_object_set_new(w->cr, "apiVersion", json_string("highlander.plexobject.io/v1"));
-            json_object_set_new(w->cr, "kind", json_string(workload_kind_of(c->t)->cr_kind));
+            w->cr = cr_identity(c->t, cr);
         }
         return;
     }
@@ -519,7 +545,8 @@ static int wm_start(void *ctx, struct app *app)
             for (unsigned i = 0; i < nns; i++) {
                 struct informer_opts o = {.group = "highlander.plexobject.io", .version = "v1",
                                           .plural = workload_kind_of(t)->cr_plural,
-                                          .namespace = m->cfg->crd_namespaces_count ? m->cfg->crd_namespaces[i] : NULL};
+                                          .namespace = m->cfg->crd_namespaces_count ? m->cfg->crd_namespaces[i] : NULL,
+                                          .keep = cr_keep};
                 struct informer_handlers h = {cr_added, cr_updated, cr_deleted, NULL};
                 struct informer *inf = informer_new(m->loop, m->k, &o, &h, &cr_ctxs[t]);
                 m->crs[m->ncrs++] = inf;
@@ -534,6 +561,9 @@ static int wm_start(void *ctx, struct app *app)
     for (int i = 0; i < OBJ_COUNT; i++) {
         struct informer_opts o = {.group = obj_types[i].group, .version = obj_types[i].version,
                                   .plural = obj_types[i].plural, .label_selector = selector};
+        for (int t = 0; t < WORKLOAD_TYPE_COUNT; t++)
+            if (strcmp(workload_kind_of(t)->top_plural, obj_types[i].plural) == 0)
+                o.keep = workload_kind_of(t)->keep;
         struct informer_handlers h = {obj_added, obj_updated, obj_deleted, objs_synced};
         m->objs[i] = informer_new(m->loop, m->k, &o, &h, m);
         informer_start(m->objs[i]);

@@ -100,9 +100,12 @@ void kind_dump_replicated(const struct workload_spec *w, json_t *o);
  * (from status.field: "available" for a Deployment, "current" for a
  * StatefulSet). */
 void kind_health_replicated(json_t *obj, struct health *h, const char *key, const char *field);
-/* Sets o[key] to the string v when v is set. */
 /* o[key] as a string, "" when absent or not a string. */
 const char *kind_str(json_t *o, const char *key);
+/* Sets o[key] to the string v when v is set. */
 void kind_set_str(json_t *o, const char *key, const char *v);
+/* Deletes every member of the object o (when it is one) not named in
+ * keys (NULL-ended): the caches' trimming. */
+void kind_keep_keys(json_t *o, const char *const *keys);
 
 #endif

@@ -467,3 +467,20 @@ void workload_health(enum workload_type t, json_t *obj, struct health *h)
     if (h->details == NULL)
         h->details = json_object();
 }
+
+void kind_keep_keys(json_t *o, const char *const *keys)
+{
+    const char *key;
+    json_t *v;
+    void *tmp;
+
+    if (!json_is_object(o))
+        return;
+    json_object_foreach_safe(o, tmp, key, v) {
+        size_t i;
+        for (i = 0; keys[i] && strcmp(keys[i], key) != 0; i++)
+            ;
+        if (keys[i] == NULL)
+            json_object_del(o, key);
+    }
+}

@@ -45,6 +45,10 @@ struct informer_opts {
     unsigned page_size;       /* default 500 */
     size_t max_event_bytes;   /* default 4 MiB */
     int idle_timeout_ms;      /* default 150 s */
+    /* What the cache keeps of an object: called on it in place once the
+     * handlers have seen it whole (managedFields are always dropped), so
+     * a handler that keeps a reference sees it trimmed later.  NULL: all. */
+    void (*keep)(json_t *obj);
 };
 
 struct informer *informer_new(uv_loop_t *loop, struct kube_client *k, const struct informer_opts *o,

@@ -39,6 +39,11 @@ struct workload_kind {
      * rule), or NULL when it is stopped already.  NULL function: the top
      * object is deleted to stop it. */
     json_t *(*stop_patch)(json_t *live);
+    /* What the object cache keeps of a live top object (informer.h's
+     * keep), trimmed to what health, adoption, stop and the API views
+     * read; NULL: all of it (an update merges the desired object into
+     * the live one, whose every field it must keep). */
+    void (*keep)(json_t *live);
     /* Jobs the top object owns are deleted when it stops (cronJob). */
     int stops_jobs;
     /* The kind's own spec fields, beyond those every kind has (NULL-ended). */

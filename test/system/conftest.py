@@ -24,16 +24,31 @@ def free_port():
         return s.getsockname()[1]
 
 
-def wait_until(pred, timeout, what, interval=0.05):
+def wait_until(pred, timeout, what, interval=0.05, ignore=()):
     """Polls pred until it returns a true value, which is returned; fails
-    with `what` (a string, or a callable giving one) after timeout s."""
+    with `what` (a string, or a callable giving one) and pred's last answer
+    after timeout s.  Exceptions of the types in ignore count as false."""
     deadline = time.time() + timeout
+    last = None
     while True:
-        v = pred()
+        try:
+            v = last = pred()
+        except ignore as e:  # noqa: B030 (a tuple of types, maybe empty)
+            v, last = None, e
         if v:
             return v
         if time.time() >= deadline:
-            raise AssertionError("timed out after %.1f s: %s" % (timeout, what() if callable(what) else what))
+            raise AssertionError("timed out after %.1f s: %s (last: %r)"
+                                 % (timeout, what() if callable(what) else what, last))
+        time.sleep(interval)
+
+
+def holds_for(check, duration, interval=0.05):
+    """Calls check, which asserts, again and again for duration s: the
+    negative form of wait_until (a refusal that must last)."""
+    deadline = time.time() + duration
+    while time.time() < deadline:
+        check()
         time.sleep(interval)
 
 
@@ -77,17 +92,11 @@ class Controller:
             self.wait_healthy()
 
     def wait_healthy(self, timeout=10):
-        deadline = time.time() + timeout
-        while time.time() < deadline:
+        def healthy():
             if self.proc.poll() is not None:
                 raise AssertionError("controller exited %s:\n%s" % (self.proc.returncode, self.log()))
-            try:
-                if self.get("/healthz")[0] == 200:
-                    return
-            except OSError:
-                pass
-            time.sleep(0.05)
-        raise AssertionError("controller not healthy:\n" + self.log())
+            return self.get("/healthz")[0] == 200
+        wait_until(healthy, timeout, lambda: "/healthz did not answer 200:\n" + self.log()[-3000:], ignore=(OSError,))
 
     def request(self, method, path, headers=None, body=None, timeout=5):
         c = http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout)
@@ -255,20 +264,18 @@ class Kube:
         cwd = os.readlink("/proc/%d/cwd" % pid)
         port = int([a for a in argv if a.startswith(b"--secure-port=")][0].split(b"=")[1])
         os.kill(pid, signal.SIGKILL)
-        deadline = time.time() + 30
-        while time.time() < deadline:
+        def exited():
             try:
-                if open("/proc/%d/stat" % pid).read().split()[2] == "Z":
-                    break
+                return open("/proc/%d/stat" % pid).read().split()[2] == "Z"
             except OSError:
-                break
-            time.sleep(0.05)
+                return True
+        wait_until(exited, 30, "kube-apiserver %d did not exit" % pid)
+
         # The port must be free before the new process binds it.
-        while time.time() < deadline:
+        def port_free():
             with socket.socket() as s:
-                if s.connect_ex(("127.0.0.1", port)) != 0:
-                    break
-            time.sleep(0.05)
+                return s.connect_ex(("127.0.0.1", port)) != 0
+        wait_until(port_free, 30, "port %d still in use" % port)
         time.sleep(down_seconds)
         log = open(os.path.join(self.dir, "logs", "kube-apiserver.log"), "ab")
         for attempt in range(3):
@@ -282,13 +289,9 @@ class Kube:
         self.wait_ready()
 
     def wait_ready(self, timeout=60):
-        deadline = time.time() + timeout
-        while time.time() < deadline:
-            if subprocess.run([os.path.join(self.bin, "kubectl"), "--kubeconfig", self.kubeconfig, "get", "--raw",
-                               "/readyz"], capture_output=True).returncode == 0:
-                return
-            time.sleep(0.2)
-        raise AssertionError("kube-apiserver did not become ready")
+        wait_until(lambda: subprocess.run([os.path.join(self.bin, "kubectl"), "--kubeconfig", self.kubeconfig, "get",
+                                           "--raw", "/readyz"], capture_output=True).returncode == 0,
+                   timeout, "kube-apiserver did not become ready", interval=0.2)
 
     def namespace(self, name):
         self.kubectl("delete", "namespace", name, "--ignore-not-found", "--wait=true", timeout=120)

@@ -1,18 +1,22 @@
 """Real Redis servers and the leadership-interval checker for lease tests."""
 import os
 import shutil
-import signal
 import socket
 import subprocess
 import tempfile
 import time
 
-from conftest import Controller, free_port
+from conftest import Controller, free_port, wait_until
 
 LEASE_ENV = {"HIGHLANDER_LEADER_LOCK_TTL": "2s", "HIGHLANDER_RENEW_DEADLINE": "1200ms",
              "HIGHLANDER_LEADER_RENEW_INTERVAL": "400ms"}
 LEASE_S = 2.0
 RENEW_DEADLINE_S = 1.2
+
+
+def port_open(port):
+    with socket.socket() as s:
+        return s.connect_ex(("127.0.0.1", port)) == 0
 
 
 class RedisServer:
@@ -32,15 +36,8 @@ class RedisServer:
         self.proc = subprocess.Popen([exe, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
                                       "--appendonly", "no", "--dir", self.dir] + self.extra,
                                      stdout=self.log, stderr=subprocess.STDOUT)
-        deadline = time.time() + 10
-        while time.time() < deadline:
-            try:
-                if self.cmd("PING") in ("PONG", "NOAUTH Authentication required.") or \
-                        self.cmd("PING").startswith("NOAUTH"):
-                    return
-            except OSError:
-                time.sleep(0.05)
-        raise AssertionError("redis-server did not start")
+        wait_until(lambda: (lambda r: r == "PONG" or r.startswith("NOAUTH"))(self.cmd("PING")), 10,
+                   "redis-server did not start", ignore=(OSError,))
 
     def cmd(self, *args):
         exe = shutil.which("redis-cli")
@@ -171,14 +168,11 @@ class Cluster:
         return out
 
     def wait_one_leader(self, timeout=10, among=None):
-        deadline = time.time() + timeout
-        while time.time() < deadline:
-            ls = self.leaders(among)
-            if len(ls) == 1:
-                return ls[0]
-            assert len(ls) <= 1 or True
-            time.sleep(0.05)
-        raise AssertionError("no single leader; leaders=%s" % [c.rid for c in self.leaders(among)])
+        # Two at one poll are not two at one instant (the polls are apart);
+        # overlaps are the interval checker's (check()).
+        ls = wait_until(lambda: (lambda x: len(x) == 1 and x)(self.leaders(among)), timeout,
+                        lambda: "no single leader; leaders=%s" % [c.rid for c in self.leaders(among)])
+        return ls[0]
 
     def check(self):
         return check_no_overlap(self.log_path)
@@ -211,14 +205,8 @@ class PgServer:
                                                     os.path.join(self.dir, "data"), "-p", str(self.port), "-k",
                                                     self.dir, "-h", "127.0.0.1", "-c", "fsync=off"],
                                      stdout=self.log, stderr=subprocess.STDOUT)
-        deadline = time.time() + 30
-        while time.time() < deadline:
-            with socket.socket() as s:
-                if s.connect_ex(("127.0.0.1", self.port)) == 0:
-                    time.sleep(0.3)
-                    return
-            time.sleep(0.05)
-        raise AssertionError("postgres did not start")
+        wait_until(lambda: port_open(self.port), 30, "postgres did not start")
+        time.sleep(0.3)
 
     def url(self):
         return "postgres://postgres@127.0.0.1:%d/postgres" % self.port

@@ -13,11 +13,10 @@ import json
 import os
 import shutil
 import subprocess
-import time
 
 import pytest
 
-from conftest import BIN, ROOT, free_port
+from conftest import BIN, ROOT, free_port, wait_until
 from lease_helpers import RedisServer
 
 pytestmark = pytest.mark.cluster
@@ -315,11 +314,9 @@ def check_pod_run(kube, ctl, ns, name, token=None, stop_mode=False):
         assert "ro" in mounts["/"], mounts["/"]  # readOnlyRootFilesystem
         for path in ("/etc/k8-highlander", "/var/run/secrets/kubernetes.io/serviceaccount"):
             assert "ro" in mounts[os.path.realpath(path)], path
-        deadline = time.time() + 35
-        while time.time() < deadline and not ctl.get_json("/status")[1]["data"]["isLeader"]:
-            time.sleep(0.2)
-        st = ctl.get_json("/status")[1]["data"]
-        assert st["isLeader"] and st["leaderID"] == "pod-" + name, (st, ctl.log()[-3000:])
+        st = wait_until(lambda: (lambda d: d["isLeader"] and d)(ctl.get_json("/status")[1]["data"]), 35,
+                        lambda: ctl.log()[-3000:], interval=0.2)
+        assert st["leaderID"] == "pod-" + name, (st, ctl.log()[-3000:])
         # In-cluster access with the service account: a resource becomes a pod.
         kube.kubectl("apply", "-f", "-", input=("""
 apiVersion: highlander.plexobject.io/v1
@@ -332,13 +329,10 @@ kind: WorkloadCronJob
 metadata: {name: %s-cron, namespace: %s}
 spec: {image: busybox, schedule: "0 * * * *", script: {commands: [date]}}
 """ % (name, ns, name, ns)).encode())
-        deadline = time.time() + 60
-        while time.time() < deadline:
+        def both_healthy():
             ws = [w for w in ctl.get_json("/api/workloads?view=list", auth)[1]["data"] if w["name"].startswith(name)]
-            if len(ws) == 2 and all(w["healthy"] for w in ws):
-                break
-            time.sleep(0.3)
-        assert len(ws) == 2 and all(w["healthy"] for w in ws), (ws, ctl.log()[-3000:])
+            return len(ws) == 2 and all(w["healthy"] for w in ws) and ws
+        wait_until(both_healthy, 60, lambda: ctl.log()[-3000:], interval=0.3)
         assert "forbidden" not in ctl.log().lower(), ctl.log()[-3000:]
         if token:  # it reached the binary from the chart's Secret through the env
             assert ctl.get("/api/workloads")[0] == 401
@@ -359,12 +353,9 @@ spec: {image: busybox, schedule: "0 * * * *", script: {commands: [date]}}
 
 
 def get_pod_gone(kube, ns, pod):
-    deadline = time.time() + 20
-    while time.time() < deadline:
-        if pod not in kube.kubectl("-n", ns, "get", "pods", "-o", "name"):
-            return True
-        time.sleep(0.3)
-    return False
+    wait_until(lambda: pod not in kube.kubectl("-n", ns, "get", "pods", "-o", "name"), 20, pod + " still exists",
+               interval=0.3)
+    return True
 
 
 def test_rendered_chart_deployment_runs(kube, tmp_path, controller_factory):

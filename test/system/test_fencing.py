@@ -27,7 +27,7 @@ import subprocess
 
 import pytest
 
-from conftest import ROOT
+from conftest import ROOT, wait_until
 from lease_helpers import Cluster, RedisStore
 
 pytestmark = pytest.mark.cluster
@@ -36,17 +36,8 @@ TOKEN = "k8-highlander.io/fencing-token"
 
 
 def wait(pred, timeout=30, what="condition"):
-    deadline = time.time() + timeout
-    last = None
-    while time.time() < deadline:
-        try:
-            last = pred()
-            if last:
-                return last
-        except (AssertionError, KeyError, ValueError, IndexError, OSError):
-            pass
-        time.sleep(0.2)
-    raise AssertionError("timed out waiting for %s (last: %r)" % (what, last))
+    return wait_until(pred, timeout, what, interval=0.2, ignore=(AssertionError, KeyError, ValueError, IndexError,
+                                                                 OSError))
 
 
 def get(kube, ns, *what):

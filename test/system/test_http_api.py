@@ -1,5 +1,4 @@
 """Probes, status routes and the JSON envelope, against the real binary."""
-import http.client
 import json
 import time
 
@@ -188,14 +187,11 @@ def test_timeline_route(controller_factory):
 
 
 def check_timeline(controller):
-    deadline = time.time() + 10
-    while time.time() < deadline:
+    def timeline():
         status, doc = controller.get_json("/api/timeline")
         assert status == 200
-        tl = doc["data"]
-        if tl["spans"]:
-            break
-        time.sleep(0.1)
+        return doc["data"]["spans"] and doc["data"]
+    tl = wait_until(timeline, 10, "a span in /api/timeline", interval=0.1)
     assert tl["bucketSeconds"] == 10 and tl["windowSeconds"] == 3600
     assert isinstance(tl["series"], list)
     own = tl["spans"][-1]

@@ -1,13 +1,12 @@
 """The lease system tests, for every store: Redis, PostgreSQL and the
 Kubernetes Lease.  Each test ends with the leadership overlap checker."""
-import json
 import os
 import signal
 import time
 
 import pytest
 
-from conftest import ASAN
+from conftest import ASAN, wait_until
 from lease_helpers import (LEASE_S, RENEW_DEADLINE_S, Cluster, LeaseStore, PgStore, RedisStore, mono_ns,
                            read_intervals)
 
@@ -93,10 +92,7 @@ def test_store_outage(controller_factory, store):
     time.sleep(0.5)
     store.kill()
     killed = mono_ns()
-    deadline = time.time() + RENEW_DEADLINE_S + 3
-    while time.time() < deadline and cl.leaders():
-        time.sleep(0.05)
-    assert cl.leaders() == []
+    wait_until(lambda: cl.leaders() == [], RENEW_DEADLINE_S + 3, "a leader without its store")
     iv = read_intervals(cl.log_path)
     assert iv[-1][2] is not None and iv[-1][2] <= killed + int(RENEW_DEADLINE_S * 1e9)
     for c in cl.replicas:

@@ -7,7 +7,8 @@ import json
 import signal
 import time
 
-from lease_helpers import (LEASE_S, Cluster, RedisServer, check_no_overlap, mono_ns, read_intervals, starts_after,
+from conftest import wait_until
+from lease_helpers import (LEASE_S, Cluster, RedisServer, check_no_overlap, mono_ns, starts_after,
                            token_of)
 
 KEY = "highlander-leader-lock:default"
@@ -20,15 +21,10 @@ DELETE_LUA = ("local s = redis.call('GET', KEYS[2]); local t = redis.call('TIME'
 
 def wait_new_leader(cl, t_ns, timeout=LEASE_S + 8):
     """The replica leading with a leadership that began after t_ns."""
-    deadline = time.time() + timeout
-    while time.time() < deadline:
+    def leader():
         new = starts_after(cl.log_path, t_ns)
-        if new:
-            for c in cl.leaders():
-                if token_of(c) == new[-1][0]:
-                    return c
-        time.sleep(0.05)
-    raise AssertionError("no leadership began after the fault")
+        return new and next((c for c in cl.leaders() if token_of(c) == new[-1][0]), None)
+    return wait_until(leader, timeout, "no leadership began after the fault")
 
 
 def test_redis_restarted_empty_while_a_fresh_replica_starts(controller_factory):

@@ -8,6 +8,7 @@ import time
 
 import pytest
 
+from conftest import holds_for, wait_until
 from lease_helpers import LEASE_S, RENEW_DEADLINE_S, Cluster, LeaseStore, mono_ns, read_intervals
 
 TOKEN_ANNOTATION = "k8-highlander.io/fencing-token"
@@ -48,20 +49,13 @@ def status(c):
 def wait_leader_stable(cl, timeout):
     """One leader whose Lease shows it as the holder."""
     leader = cl.wait_one_leader(timeout=timeout)
-    deadline = time.time() + 5
-    while time.time() < deadline:
-        lease = get_lease(cl.store)
-        if lease and lease["spec"].get("holderIdentity") == leader.rid:
-            return leader, lease
-        time.sleep(0.1)
-    raise AssertionError("the Lease does not show %s as its holder: %s" % (leader.rid, get_lease(cl.store)))
+    lease = wait_until(lambda: (lambda x: x and x["spec"].get("holderIdentity") == leader.rid and x)(
+        get_lease(cl.store)), 5, "the Lease does not show %s as its holder" % leader.rid, interval=0.1)
+    return leader, lease
 
 
 def wait_stopped(c, timeout):
-    deadline = time.time() + timeout
-    while time.time() < deadline and status(c)["isLeader"]:
-        time.sleep(0.05)
-    assert not status(c)["isLeader"], "%s still leads" % c.rid
+    wait_until(lambda: not status(c)["isLeader"], timeout, "%s still leads" % c.rid)
 
 
 def test_lease_deleted_under_the_leader(controller_factory, store):
@@ -150,10 +144,9 @@ def test_replica_that_never_saw_the_lease_waits(controller_factory, store):
         started = mono_ns()
         new = cl.add("late")
         # Not before one lease from its first sight of the missing Lease.
-        deadline = time.time() + LEASE_S * 0.9
-        while time.time() < deadline:
+        def not_leading():
             assert not status(new)["isLeader"], "the new replica took a Lease it never saw at once"
-            time.sleep(0.05)
+        holds_for(not_leading, LEASE_S * 0.9)
         assert get_lease(store) is None, "the Lease was recreated within the first lease duration"
         cl.wait_one_leader(timeout=LEASE_S + 5, among=[new])
     finally:
@@ -215,11 +208,9 @@ def test_lease_made_by_client_go(controller_factory, store):
     created = mono_ns()
     cl = make(controller_factory, store, n=1)
     c = cl.replicas[0]
-    deadline = time.time() + 0.8 * LEASE_S
-    while time.time() < deadline:
-        d = status(c)
-        assert not d["isLeader"], "took a Lease held by a live client-go holder"
-        time.sleep(0.05)
+    def not_leading():
+        assert not status(c)["isLeader"], "took a Lease held by a live client-go holder"
+    holds_for(not_leading, 0.8 * LEASE_S)
     assert status(c)["currentLeader"] == "go-controller"
     cl.wait_one_leader(timeout=LEASE_S + 5)
     iv = read_intervals(cl.log_path)

@@ -6,6 +6,7 @@ own, so no two leaderships overlap and tokens keep increasing
 import re
 import time
 
+from conftest import holds_for, wait_until
 from lease_helpers import (LEASE_S, Cluster, PgStore, check_no_overlap, mono_ns, read_intervals, starts_after,
                            token_of)
 
@@ -21,13 +22,8 @@ COLUMNS = ("SELECT string_agg(column_name || ':' || data_type, ',' ORDER BY ordi
 
 
 def wait_start_after(cl, t_ns, timeout=LEASE_S + 8):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        new = starts_after(cl.log_path, t_ns)
-        if new:
-            return new[0]
-        time.sleep(0.05)
-    raise AssertionError("no leadership began after the fault")
+    return wait_until(lambda: (starts_after(cl.log_path, t_ns) or [None])[0], timeout,
+                      "no leadership began after the fault")
 
 
 def left_s(out):
@@ -139,10 +135,7 @@ def test_unreachable_at_start_is_logged_and_counted(controller_factory):
     port = free_port()
     c = controller_factory(env={"HIGHLANDER_STORAGE_TYPE": "db",
                                 "HIGHLANDER_DATABASE_URL": "postgres://u:s3cret@127.0.0.1:%d/x" % port})
-    deadline = time.time() + 5
-    while time.time() < deadline and "cannot connect to the store" not in c.log():
-        time.sleep(0.05)
-    assert "cannot connect to the store" in c.log()
+    wait_until(lambda: "cannot connect to the store" in c.log(), 5, lambda: c.log()[-2000:])
     info = c.get_json("/api/dbinfo")[1]["data"]
     assert info["connected"] is False and info["failures"] >= 1 and info["lastError"], info
     metrics = c.get("/metrics")[2].decode()
@@ -198,11 +191,10 @@ def test_foreign_lock_is_held_until_the_go_controller_deletes_it(controller_fact
                   " now(), now(), now() + interval '100 seconds', 1);" % KEY)
         cl = Cluster(controller_factory, None, n=1, store=store)
         c = cl.replicas[0]
-        deadline = time.time() + 3 * LEASE_S
-        while time.time() < deadline:
-            doc = c.get_json("/status")[1]["data"]
-            assert not doc["isLeader"], "took a live foreign lock"
-            time.sleep(0.1)
+        def not_leading():
+            assert not c.get_json("/status")[1]["data"]["isLeader"], "took a live foreign lock"
+        holds_for(not_leading, 3 * LEASE_S, interval=0.1)
+        doc = c.get_json("/status")[1]["data"]
         assert doc["currentLeader"] == "go-1", doc
         t0 = mono_ns()
         pg.script("DELETE FROM leader_locks WHERE key = '%s' AND value = 'go-1';" % KEY)

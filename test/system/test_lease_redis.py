@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from conftest import free_port
+from conftest import free_port, wait_until
 from lease_helpers import LEASE_S, Cluster, RedisServer
 
 
@@ -77,9 +77,7 @@ def test_dbinfo_masks_password(controller_factory):
     r = RedisServer(extra=["--requirepass", "s3cr3t-pw"])
     try:
         c = controller_factory(env={"HIGHLANDER_REDIS_ADDR": "redis://:s3cr3t-pw@127.0.0.1:%d/0" % r.port})
-        deadline = time.time() + 5
-        while time.time() < deadline and not c.get_json("/status")[1]["data"]["isLeader"]:
-            time.sleep(0.05)
+        wait_until(lambda: c.get_json("/status")[1]["data"]["isLeader"], 5, lambda: c.log()[-2000:])
         status, doc = c.get_json("/api/dbinfo")
         assert doc["data"]["connected"] is True
         assert doc["data"]["type"] == "redis"
@@ -107,9 +105,7 @@ def test_acl_username_and_database_index(controller_factory):
     r = RedisServer(extra=["--user", "default", "off", "--user", "hl", "on", ">hl-pass", "~*", "&*", "+@all"])
     try:
         c = controller_factory(env={"HIGHLANDER_REDIS_ADDR": "redis://hl:hl-pass@127.0.0.1:%d/3" % r.port})
-        deadline = time.time() + 5
-        while time.time() < deadline and not c.get_json("/status")[1]["data"]["isLeader"]:
-            time.sleep(0.05)
+        wait_until(lambda: c.get_json("/status")[1]["data"]["isLeader"], 5, lambda: c.log()[-2000:])
         assert c.get_json("/status")[1]["data"]["isLeader"] is True
         out = r.cmd("--user", "hl", "--pass", "hl-pass", "-n", "3", "EXISTS", "highlander-leader-lock:default")
         assert out.endswith("1")

@@ -7,10 +7,9 @@ import subprocess
 import tempfile
 import time
 
-import pytest
 
-from lease_helpers import LEASE_ENV, Cluster, RedisServer, check_no_overlap
-from conftest import free_port
+from lease_helpers import Cluster, RedisServer, check_no_overlap
+from conftest import free_port, wait_until
 
 
 class Sentinel:
@@ -57,16 +56,10 @@ def test_sentinel_failover(controller_factory):
         time.sleep(1.0)
         master.kill()
         # Sentinels need ~1 s to agree and a moment to promote the replica.
-        deadline = time.time() + 40
-        new_token = 0
-        while time.time() < deadline:
+        def new_leader():
             ls = cl.leaders()
-            if len(ls) == 1:
-                new_token = ls[0].get_json("/status")[1]["data"]["fencingToken"]
-                if new_token > token:
-                    break
-            time.sleep(0.1)
-        assert new_token > token, "\n".join(c.log()[-2000:] for c in cl.replicas)
+            return len(ls) == 1 and ls[0].get_json("/status")[1]["data"]["fencingToken"] > token
+        wait_until(new_leader, 40, lambda: "\n".join(c.log()[-2000:] for c in cl.replicas), interval=0.1)
         assert replica.cmd("ROLE").splitlines()[0] == "master"
         time.sleep(1.0)
         assert len(cl.leaders()) == 1

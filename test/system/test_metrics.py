@@ -7,9 +7,8 @@ import tempfile
 import time
 import urllib.request
 
-import pytest
 
-from conftest import free_port
+from conftest import free_port, wait_until
 
 
 def test_promtool_check(controller):
@@ -63,19 +62,9 @@ def test_prometheus_scrapes(controller):
                           "--storage.tsdb.path", os.path.join(tmp, "data"),
                           "--web.listen-address", "127.0.0.1:%d" % port], stdout=log, stderr=subprocess.STDOUT)
     try:
-        deadline = time.time() + 60
-        result = []
-        while time.time() < deadline:
-            try:
-                url = "http://127.0.0.1:%d/api/v1/query?query=process_resident_memory_bytes" % port
-                doc = json.load(urllib.request.urlopen(url, timeout=2))
-                result = doc["data"]["result"]
-                if result:
-                    break
-            except OSError:
-                pass
-            time.sleep(0.5)
-        assert result, open(os.path.join(tmp, "log")).read()[-3000:]
+        url = "http://127.0.0.1:%d/api/v1/query?query=process_resident_memory_bytes" % port
+        result = wait_until(lambda: json.load(urllib.request.urlopen(url, timeout=2))["data"]["result"], 60,
+                            lambda: open(os.path.join(tmp, "log")).read()[-3000:], interval=0.5, ignore=(OSError,))
         assert result[0]["metric"]["job"] == "highlander"
         assert float(result[0]["value"][1]) > 0
     finally:

@@ -4,7 +4,6 @@ manifests/rbac.yaml, then from the rendered chart) leads through a
 Kubernetes Lease and raises its tenant's fence in its namespace."""
 import os
 import subprocess
-import time
 
 import pytest
 

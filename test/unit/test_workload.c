@@ -338,6 +338,60 @@ static void test_one_schema_for_file_and_resource(void **state)
     json_decref(spec);
 }
 
+/* The pod cache's trimming keeps what is read: health and the Go detail
+ * keys of a trimmed pod are those of the whole one, in each phase, and the
+ * containers' spec is gone. */
+static void test_pod_cache_keeps_what_is_read(void **state)
+{
+    static const char *const pods[] = {
+        "{\"apiVersion\":\"v1\",\"kind\":\"Pod\",\"metadata\":{\"name\":\"p-pod\",\"namespace\":\"ns\","
+        "\"uid\":\"u1\",\"resourceVersion\":\"7\",\"creationTimestamp\":\"2026-12-01T00:00:00Z\","
+        "\"labels\":{\"app\":\"p\"},\"annotations\":{\"k8-highlander.io/spec-hash\":\"h\"},"
+        "\"ownerReferences\":[{\"kind\":\"WorkloadProcess\"}],\"finalizers\":[\"x\"]},"
+        "\"spec\":{\"nodeName\":\"n1\",\"restartPolicy\":\"Never\",\"containers\":[{\"name\":\"main\","
+        "\"image\":\"busybox\",\"env\":[{\"name\":\"A\",\"value\":\"1\"}]}],\"volumes\":[{\"name\":\"v\"}]},"
+        "\"status\":{\"phase\":\"Running\",\"podIP\":\"10.0.0.1\",\"hostIP\":\"10.1.0.1\","
+        "\"startTime\":\"2026-12-01T00:00:01Z\",\"qosClass\":\"BestEffort\",\"conditions\":[{\"type\":\"Ready\","
+        "\"status\":\"True\",\"lastTransitionTime\":\"t\"}],\"containerStatuses\":[{\"name\":\"main\","
+        "\"image\":\"busybox\",\"imageID\":\"sha\",\"ready\":true,\"restartCount\":2,"
+        "\"state\":{\"running\":{\"startedAt\":\"2026-12-01T00:00:02Z\"}}}]}}",
+        "{\"metadata\":{\"name\":\"q-pod\"},\"spec\":{\"containers\":[]},\"status\":{\"phase\":\"Pending\","
+        "\"conditions\":[{\"type\":\"PodScheduled\",\"status\":\"False\",\"reason\":\"Unschedulable\","
+        "\"message\":\"0/3 nodes are available\"}]}}",
+    };
+    const struct workload_kind *k = workload_kind_of(WORKLOAD_PROCESS);
+    (void)state;
+
+    assert_non_null(k->keep);
+    for (size_t i = 0; i < sizeof(pods) / sizeof(pods[0]); i++) {
+        json_t *whole = json_loads(pods[i], 0, NULL), *kept = json_deep_copy(whole);
+        struct health a, b;
+        assert_non_null(whole);
+        k->keep(kept);
+        workload_health(WORKLOAD_PROCESS, whole, &a);
+        workload_health(WORKLOAD_PROCESS, kept, &b);
+        assert_int_equal(a.healthy, b.healthy);
+        assert_string_equal(a.phase, b.phase);
+        assert_true(json_equal(a.details, b.details));
+        assert_null(json_object_get(json_object_get(kept, "spec"), "containers"));
+        assert_null(json_object_get(json_object_get(kept, "metadata"), "finalizers"));
+        for (int j = 0; j < 2; j++) {
+            const char *key = j ? "annotations" : "labels";
+            json_t *x = json_object_get(json_object_get(whole, "metadata"), key);
+            json_t *y = json_object_get(json_object_get(kept, "metadata"), key);
+            assert_true(x == NULL ? y == NULL : json_equal(x, y));
+        }
+        json_decref(a.details);
+        json_decref(b.details);
+        json_decref(whole);
+        json_decref(kept);
+    }
+    /* The replicated kinds keep everything: an update merges into it. */
+    assert_null(workload_kind_of(WORKLOAD_SERVICE)->keep);
+    assert_null(workload_kind_of(WORKLOAD_PERSISTENT)->keep);
+    assert_null(workload_kind_of(WORKLOAD_CRONJOB)->keep);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -347,6 +401,7 @@ int main(void)
         cmocka_unit_test(test_go_detail_keys),
         cmocka_unit_test(test_go_container_shapes),
         cmocka_unit_test(test_one_schema_for_file_and_resource),
+        cmocka_unit_test(test_pod_cache_keeps_what_is_read),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
