@@ -14,17 +14,28 @@
 #include <string.h>
 #include <unistd.h>
 
+static int append_json(const char *text, size_t len, void *arg)
+{
+    buf_append(arg, text, len);
+    return 0;
+}
+
+/* {"status":"success","data":<data>}, encoded straight into the body. */
 static void send_data(struct http_response *res, json_t *data)
 {
-    char *s = json_dumps(data, JSON_COMPACT | JSON_REAL_PRECISION(12));
+    int rc;
 
+    res->status = 200;
+    res->content_type = "application/json";
+    buf_reset(&res->body);
+    buf_puts(&res->body, "{\"status\":\"success\",\"data\":");
+    rc = json_dump_callback(data, append_json, &res->body, JSON_COMPACT | JSON_ENCODE_ANY | JSON_REAL_PRECISION(12));
     json_decref(data);
-    if (s == NULL) {
+    if (rc != 0) {
         http_respond_error(res, 500, "cannot encode response");
         return;
     }
-    http_respond_json(res, 200, s);
-    free(s);
+    buf_putc(&res->body, '}');
 }
 
 static void h_healthz(void *ctx, const struct http_request *req, struct http_response *res)
@@ -105,9 +116,30 @@ static void h_pods(void *ctx, const struct http_request *req, struct http_respon
     send_data(res, workload_mgr_pods_json(api->workloads));
 }
 
+/* The hot path: the status written as text, the workload maps encoded
+ * after it; the same document as status_json(). */
 static void h_status(void *ctx, const struct http_request *req, struct http_response *res)
 {
-    send_data(res, status_json(ctx));
+    struct api *api = ctx;
+    const char *reason;
+    int ready = app_ready(api->app, &reason);
+    json_t *map = workload_mgr_status_map_json(api->workloads), *sum = workload_mgr_summary_json(api->workloads);
+    int rc;
+
+    res->status = 200;
+    res->content_type = "application/json";
+    buf_reset(&res->body);
+    buf_puts(&res->body, "{\"status\":\"success\",\"data\":{");
+    status_write_members(api->status, app_state(api->app), ready, &res->body);
+    buf_puts(&res->body, ",\"workloadStatus\":");
+    rc = json_dump_callback(map, append_json, &res->body, JSON_COMPACT);
+    buf_puts(&res->body, ",\"workloadSummary\":");
+    rc |= json_dump_callback(sum, append_json, &res->body, JSON_COMPACT);
+    buf_puts(&res->body, "}}");
+    json_decref(map);
+    json_decref(sum);
+    if (rc != 0)
+        http_respond_error(res, 500, "cannot encode response");
 }
 
 static int count_active(uv_loop_t *loop)

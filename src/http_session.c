@@ -430,7 +430,7 @@ static void set_etag(const struct http_request *req, struct http_response *res)
 {
     char tag[24];
 
-    snprintf(tag, sizeof(tag), "\"%016llx\"", (unsigned long long)hash_fnv1a(res->body.data, res->body.len));
+    snprintf(tag, sizeof(tag), "\"%016llx\"", (unsigned long long)hash_words(res->body.data, res->body.len));
     buf_printf(&res->headers, "ETag: %s\r\n", tag);
     if (req->if_none_match && etag_matches(req->if_none_match, tag)) {
         res->status = 304;

@@ -23,6 +23,7 @@ struct metric {
     size_t nlabels;
     const double *buckets;
     size_t nbuckets;
+    char (*le)[24];           /* each bucket's bound as text, made once */
     struct series *series;
     size_t nseries;
     size_t cap;
@@ -75,6 +76,7 @@ void metrics_free(struct metrics *m)
     for (size_t i = 0; i < m->nfamilies; i++) {
         metrics_clear(m->families[i]);
         free(m->families[i]->series);
+        free(m->families[i]->le);
         free(m->families[i]);
     }
     free(m->families);
@@ -103,6 +105,11 @@ struct metric *metrics_register(struct metrics *m, enum metric_type type, const 
         f->nlabels = METRICS_MAX_LABELS;
     f->buckets = buckets;
     f->nbuckets = type == METRIC_HISTOGRAM ? nbuckets : 0;
+    if (f->nbuckets) {
+        f->le = xcalloc(f->nbuckets, sizeof(*f->le));
+        for (size_t b = 0; b < f->nbuckets; b++)
+            snprintf(f->le[b], sizeof(f->le[b]), "%g", buckets[b]);
+    }
     f->owner = m;
     m->families = xrealloc(m->families, (m->nfamilies + 1) * sizeof(*m->families));
     m->families[m->nfamilies++] = f;
@@ -222,15 +229,30 @@ double metrics_value(struct metric *f, const char *const *label_values)
     return s ? s->value : 0;
 }
 
+/* Decimal digits of u, without printf (a scrape writes hundreds). */
+static void put_uint(struct buf *out, uint64_t u)
+{
+    char tmp[24];
+    size_t i = sizeof(tmp);
+
+    do {
+        tmp[--i] = (char)('0' + u % 10);
+        u /= 10;
+    } while (u);
+    buf_append(out, tmp + i, sizeof(tmp) - i);
+}
+
 static void put_number(struct buf *out, double v)
 {
-    if (isnan(v))
+    if (isnan(v)) {
         buf_puts(out, "NaN");
-    else if (isinf(v))
+    } else if (isinf(v)) {
         buf_puts(out, v > 0 ? "+Inf" : "-Inf");
-    else if (v == (double)(int64_t)v && fabs(v) < 1e15)
-        buf_printf(out, "%lld", (long long)v);
-    else {
+    } else if (v == (double)(int64_t)v && fabs(v) < 1e15) {
+        if (v < 0)
+            buf_putc(out, '-');
+        put_uint(out, (uint64_t)(v < 0 ? -(int64_t)v : (int64_t)v));
+    } else {
         /* The shortest of %.15g and %.17g that reads back exactly. */
         char tmp[40];
         snprintf(tmp, sizeof(tmp), "%.15g", v);
@@ -242,15 +264,14 @@ static void put_number(struct buf *out, double v)
 
 static void put_label_value(struct buf *out, const char *v)
 {
-    for (; *v; v++) {
-        if (*v == '\\')
-            buf_puts(out, "\\\\");
-        else if (*v == '"')
-            buf_puts(out, "\\\"");
-        else if (*v == '\n')
-            buf_puts(out, "\\n");
-        else
-            buf_putc(out, *v);
+    while (*v) {
+        size_t n = strcspn(v, "\\\"\n");
+        buf_append(out, v, n);
+        v += n;
+        if (*v == '\0')
+            break;
+        buf_puts(out, *v == '\\' ? "\\\\" : *v == '"' ? "\\\"" : "\\n");
+        v++;
     }
 }
 
@@ -263,24 +284,39 @@ static void put_labels(struct buf *out, const struct metric *f, const struct ser
     for (size_t i = 0; i < f->nlabels; i++) {
         if (i)
             buf_putc(out, ',');
-        buf_printf(out, "%s=\"", f->label_names[i]);
+        buf_puts(out, f->label_names[i]);
+        buf_append(out, "=\"", 2);
         put_label_value(out, s->labels[i]);
         buf_putc(out, '"');
     }
-    if (le != NULL)
-        buf_printf(out, "%sle=\"%s\"", f->nlabels ? "," : "", le);
+    if (le != NULL) {
+        buf_puts(out, f->nlabels ? ",le=\"" : "le=\"");
+        buf_puts(out, le);
+        buf_putc(out, '"');
+    }
     buf_putc(out, '}');
+}
+
+/* name, labels, a space, the value and a newline. */
+static void put_line(struct buf *out, const struct metric *f, const char *suffix, const struct series *s,
+                     const char *le)
+{
+    buf_puts(out, f->name);
+    buf_puts(out, suffix);
+    put_labels(out, f, s, le);
+    buf_putc(out, ' ');
 }
 
 static void put_help(struct buf *out, const char *help)
 {
-    for (; *help; help++) {
-        if (*help == '\\')
-            buf_puts(out, "\\\\");
-        else if (*help == '\n')
-            buf_puts(out, "\\n");
-        else
-            buf_putc(out, *help);
+    while (*help) {
+        size_t n = strcspn(help, "\\\n");
+        buf_append(out, help, n);
+        help += n;
+        if (*help == '\0')
+            break;
+        buf_puts(out, *help == '\\' ? "\\\\" : "\\n");
+        help++;
     }
 }
 
@@ -292,36 +328,37 @@ void metrics_render(struct metrics *m, struct buf *out)
         m->collectors[i].cb(m, m->collectors[i].ctx);
     for (size_t i = 0; i < m->nfamilies; i++) {
         const struct metric *f = m->families[i];
-        buf_printf(out, "# HELP %s ", f->name);
+        buf_puts(out, "# HELP ");
+        buf_puts(out, f->name);
+        buf_putc(out, ' ');
         put_help(out, f->help);
-        buf_printf(out, "\n# TYPE %s %s\n", f->name, type_names[f->type]);
+        buf_puts(out, "\n# TYPE ");
+        buf_puts(out, f->name);
+        buf_putc(out, ' ');
+        buf_puts(out, type_names[f->type]);
+        buf_putc(out, '\n');
         for (size_t j = 0; j < f->nseries; j++) {
             const struct series *s = &f->series[j];
             if (f->type != METRIC_HISTOGRAM) {
-                buf_puts(out, f->name);
-                put_labels(out, f, s, NULL);
-                buf_putc(out, ' ');
+                put_line(out, f, "", s, NULL);
                 put_number(out, s->value);
                 buf_putc(out, '\n');
                 continue;
             }
             for (size_t b = 0; b < f->nbuckets; b++) {
-                char le[32];
-                snprintf(le, sizeof(le), "%g", f->buckets[b]);
-                buf_printf(out, "%s_bucket", f->name);
-                put_labels(out, f, s, le);
-                buf_printf(out, " %llu\n", (unsigned long long)s->bucket_counts[b]);
+                put_line(out, f, "_bucket", s, f->le[b]);
+                put_uint(out, s->bucket_counts[b]);
+                buf_putc(out, '\n');
             }
-            buf_printf(out, "%s_bucket", f->name);
-            put_labels(out, f, s, "+Inf");
-            buf_printf(out, " %llu\n", (unsigned long long)s->count);
-            buf_printf(out, "%s_sum", f->name);
-            put_labels(out, f, s, NULL);
-            buf_putc(out, ' ');
+            put_line(out, f, "_bucket", s, "+Inf");
+            put_uint(out, s->count);
+            buf_putc(out, '\n');
+            put_line(out, f, "_sum", s, NULL);
             put_number(out, s->value);
-            buf_printf(out, "\n%s_count", f->name);
-            put_labels(out, f, s, NULL);
-            buf_printf(out, " %llu\n", (unsigned long long)s->count);
+            buf_putc(out, '\n');
+            put_line(out, f, "_count", s, NULL);
+            put_uint(out, s->count);
+            buf_putc(out, '\n');
         }
     }
 }
@@ -330,16 +367,26 @@ void metrics_render(struct metrics *m, struct buf *out)
 
 struct process_metrics {
     struct metric *cpu, *rss, *vsize, *fds, *max_fds, *start, *threads, *mem, *load, *goroutines;
+    uint64_t sampled_ms;
 };
+
+/* /proc is read at most every PROC_SAMPLE_MS: a scrape a second apart
+ * sees fresh figures, and a flood of scrapes does not list the fd
+ * directory (the costly part) for each one. */
+#define PROC_SAMPLE_MS 1000
 
 static void collect_process(struct metrics *m, void *ctx)
 {
     struct process_metrics *pm = ctx;
+    uint64_t now = time_mono_ms();
     struct procstat ps;
 
     (void)m;
+    if (pm->sampled_ms != 0 && now - pm->sampled_ms < PROC_SAMPLE_MS)
+        return;
     if (procstat_read(&ps) != 0)
         return;
+    pm->sampled_ms = now;
     /* process_cpu_seconds_total is a counter fed by the kernel's total. */
     metrics_set(pm->cpu, NULL, ps.cpu_seconds);
     metrics_set(pm->rss, NULL, (double)ps.rss_bytes);

@@ -76,18 +76,6 @@ static json_t *time_or_null(double t)
     return json_string(buf);
 }
 
-/* /status keeps the Go controller's JSON types: a time it never set is
- * Go's zero time, a string it never set is "". */
-static json_t *go_time(double t)
-{
-    return t > 0 ? time_or_null(t) : json_string("0001-01-01T00:00:00Z");
-}
-
-static json_t *go_str(const char *s)
-{
-    return json_string(s ? s : "");
-}
-
 json_t *status_history_json(const struct status *st)
 {
     json_t *a = json_array();
@@ -103,49 +91,133 @@ json_t *status_history_json(const struct status *st)
     return a;
 }
 
-json_t *status_to_json(const struct status *st, const char *controller_state, int ready)
+/* A comma-separated object member writer over a buffer: the status is
+ * the hot path of /status and /api/status, written straight as text. */
+struct members {
+    struct buf *b;
+    int n;
+};
+
+static void key(struct members *w, const char *k)
+{
+    if (w->n++)
+        buf_putc(w->b, ',');
+    buf_json_string(w->b, k);
+    buf_putc(w->b, ':');
+}
+
+static void m_str(struct members *w, const char *k, const char *v)
+{
+    key(w, k);
+    buf_json_string(w->b, v ? v : "");
+}
+
+static void m_int(struct members *w, const char *k, long long v)
+{
+    key(w, k);
+    buf_printf(w->b, "%lld", v);
+}
+
+static void m_bool(struct members *w, const char *k, int v)
+{
+    key(w, k);
+    buf_puts(w->b, v ? "true" : "false");
+}
+
+/* /status keeps the Go controller's JSON types.  Go's time.Time: RFC
+ * 3339, its zero time when never set; a string it never set is "". */
+static void m_time(struct members *w, const char *k, double t)
+{
+    char ts[40] = "0001-01-01T00:00:00Z";
+
+    if (t > 0)
+        time_format_rfc3339(t, ts, sizeof(ts));
+    m_str(w, k, ts);
+}
+
+static void fence_member(struct members *w, const struct status *st)
+{
+    struct members f = {w->b, 0};
+
+    key(w, "fence");
+    if (st->fence_object == NULL) {
+        buf_puts(w->b, "null");
+        return;
+    }
+    buf_putc(w->b, '{');
+    m_str(&f, "object", st->fence_object);
+    key(&f, "state");
+    if (st->fence_state)
+        buf_json_string(w->b, st->fence_state);
+    else
+        buf_puts(w->b, "null");
+    m_int(&f, "token", (long long)st->fence_token);
+    key(&f, "lastError");
+    if (st->fence_error)
+        buf_json_string(w->b, st->fence_error);
+    else
+        buf_puts(w->b, "null");
+    buf_putc(w->b, '}');
+}
+
+void status_write_members(const struct status *st, const char *controller_state, int ready, struct buf *b)
 {
     const struct config *c = st->cfg;
     uint64_t uptime_ms = time_mono_ms() - st->start_mono_ms;
     int running = strcmp(controller_state, "running") == 0;
-    json_t *o = json_object();
+    struct members w = {b, 0};
     char build[160];
 
-    json_object_set_new(o, "isLeader", json_boolean(st->is_leader));
-    json_object_set_new(o, "leaderSince", st->is_leader ? go_time(st->leader_since) : go_time(0));
-    json_object_set_new(o, "lastLeaderTransition", go_time(st->last_transition));
+    m_bool(&w, "isLeader", st->is_leader);
+    m_time(&w, "leaderSince", st->is_leader ? st->leader_since : 0);
+    m_time(&w, "lastLeaderTransition", st->last_transition);
     /* Go's time.Duration: nanoseconds. */
-    json_object_set_new(o, "uptime", json_integer((json_int_t)uptime_ms * 1000000));
-    json_object_set_new(o, "leaderID", json_string(c->id));
-    json_object_set_new(o, "currentLeader", go_str(st->current_leader));
-    json_object_set_new(o, "lastLeader", go_str(st->last_leader));
-    json_object_set_new(o, "clusterName", json_string(c->cluster_name));
-    json_object_set_new(o, "clusterHealth", json_boolean(st->cluster_healthy));
-    json_object_set_new(o, "tenant", json_string(c->tenant));
-    json_object_set_new(o, "dbConnected", json_boolean(st->store_connected));
-    json_object_set_new(o, "dbFailureCount", json_integer((json_int_t)st->store_failures));
-    json_object_set_new(o, "storageType", json_string(storage_type_name(c->storage_type)));
+    m_int(&w, "uptime", (long long)uptime_ms * 1000000);
+    m_str(&w, "leaderID", c->id);
+    m_str(&w, "currentLeader", st->current_leader);
+    m_str(&w, "lastLeader", st->last_leader);
+    m_str(&w, "clusterName", c->cluster_name);
+    m_bool(&w, "clusterHealth", st->cluster_healthy);
+    m_str(&w, "tenant", c->tenant);
+    m_bool(&w, "dbConnected", st->store_connected);
+    m_int(&w, "dbFailureCount", (long long)st->store_failures);
+    m_str(&w, "storageType", storage_type_name(c->storage_type));
     /* Go's two states; the lifecycle (starting, running, stopping) is "state". */
-    json_object_set_new(o, "controllerState", json_string(running && st->store_connected ? "Normal" : "Degraded"));
-    json_object_set_new(o, "state", json_string(controller_state));
-    json_object_set_new(o, "fencingToken", json_integer((json_int_t)st->fencing_token));
-    json_object_set_new(o, "fencingRejections", json_integer((json_int_t)st->fencing_rejections));
-    json_object_set_new(o, "fence", st->fence_object
-                                        ? json_pack("{s:s, s:s?, s:I, s:s?}", "object", st->fence_object, "state",
-                                                    st->fence_state, "token", (json_int_t)st->fence_token,
-                                                    "lastError", st->fence_error)
-                                        : json_null());
-    json_object_set_new(o, "readyForTraffic", json_boolean(ready));
-    json_object_set_new(o, "version", json_string(HIGHLANDER_VERSION));
+    m_str(&w, "controllerState", running && st->store_connected ? "Normal" : "Degraded");
+    m_str(&w, "state", controller_state);
+    m_int(&w, "fencingToken", (long long)st->fencing_token);
+    m_int(&w, "fencingRejections", (long long)st->fencing_rejections);
+    fence_member(&w, st);
+    m_bool(&w, "readyForTraffic", ready);
+    m_str(&w, "version", HIGHLANDER_VERSION);
     snprintf(build, sizeof(build), "%s (git %s, built %s)", HIGHLANDER_VERSION, HIGHLANDER_GIT_REV, __DATE__);
-    json_object_set_new(o, "buildInfo", json_string(build));
-    json_object_set_new(o, "build", json_pack("{s:s, s:s, s:s}", "version", HIGHLANDER_VERSION, "gitCommit",
-                                              HIGHLANDER_GIT_REV, "buildDate", __DATE__));
-    json_object_set_new(o, "failoverCount", json_integer((json_int_t)st->failover_count));
-    json_object_set_new(o, "leadershipTransitions", json_integer((json_int_t)st->transitions));
-    json_object_set_new(o, "lastLeadershipChangeReason", go_str(st->last_change_reason));
-    json_object_set_new(o, "remainsFollower", json_boolean(c->remains_follower));
+    m_str(&w, "buildInfo", build);
+    key(&w, "build");
+    buf_puts(b, "{\"version\":");
+    buf_json_string(b, HIGHLANDER_VERSION);
+    buf_puts(b, ",\"gitCommit\":");
+    buf_json_string(b, HIGHLANDER_GIT_REV);
+    buf_puts(b, ",\"buildDate\":");
+    buf_json_string(b, __DATE__);
+    buf_putc(b, '}');
+    m_int(&w, "failoverCount", (long long)st->failover_count);
+    m_int(&w, "leadershipTransitions", (long long)st->transitions);
+    m_str(&w, "lastLeadershipChangeReason", st->last_change_reason);
+    m_bool(&w, "remainsFollower", c->remains_follower);
     if (st->last_error) /* omitted when empty, as Go does */
-        json_object_set_new(o, "lastError", json_string(st->last_error));
-    return o;
+        m_str(&w, "lastError", st->last_error);
+}
+
+json_t *status_to_json(const struct status *st, const char *controller_state, int ready)
+{
+    struct buf b;
+    json_t *o;
+
+    buf_init(&b);
+    buf_putc(&b, '{');
+    status_write_members(st, controller_state, ready, &b);
+    buf_putc(&b, '}');
+    o = json_loadb(b.data, b.len, 0, NULL);
+    buf_free(&b);
+    return o ? o : json_object();
 }

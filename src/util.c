@@ -119,7 +119,10 @@ void buf_puts(struct buf *b, const char *s)
 
 void buf_putc(struct buf *b, char c)
 {
-    buf_append(b, &c, 1);
+    if (b->len + 2 > b->cap)
+        buf_reserve(b, 1);
+    b->data[b->len++] = c;
+    b->data[b->len] = '\0';
 }
 
 void buf_vprintf(struct buf *b, const char *fmt, va_list ap)
@@ -152,26 +155,58 @@ void buf_printf(struct buf *b, const char *fmt, ...)
     va_end(ap);
 }
 
+/* Length of the valid UTF-8 sequence at p (1-4), or 0. */
+static size_t utf8_len(const unsigned char *p)
+{
+    size_t n = p[0] >= 0xf0 ? 4 : p[0] >= 0xe0 ? 3 : p[0] >= 0xc2 ? 2 : 0;
+
+    if (n == 0 || p[0] > 0xf4)
+        return 0;
+    for (size_t i = 1; i < n; i++)
+        if ((p[i] & 0xc0) != 0x80)
+            return 0;
+    if ((p[0] == 0xe0 && p[1] < 0xa0) || (p[0] == 0xed && p[1] > 0x9f) || (p[0] == 0xf0 && p[1] < 0x90) ||
+        (p[0] == 0xf4 && p[1] > 0x8f))
+        return 0; /* overlong, a surrogate, or above U+10FFFF */
+    return n;
+}
+
 void buf_json_string(struct buf *b, const char *s)
 {
     static const char hex[] = "0123456789abcdef";
     const unsigned char *p = (const unsigned char *)s;
 
     buf_putc(b, '"');
-    for (; *p; p++) {
+    while (*p) {
+        const unsigned char *run = p;
+        size_t n;
+
+        /* Runs of plain ASCII go in one copy. */
+        while (*p >= 0x20 && *p < 0x7f && *p != '"' && *p != '\\')
+            p++;
+        if (p > run)
+            buf_append(b, (const char *)run, (size_t)(p - run));
+        if (*p == '\0')
+            break;
         switch (*p) {
-        case '"': buf_append(b, "\\\"", 2); break;
-        case '\\': buf_append(b, "\\\\", 2); break;
-        case '\n': buf_append(b, "\\n", 2); break;
-        case '\r': buf_append(b, "\\r", 2); break;
-        case '\t': buf_append(b, "\\t", 2); break;
+        case '"': buf_append(b, "\\\"", 2); p++; continue;
+        case '\\': buf_append(b, "\\\\", 2); p++; continue;
+        case '\n': buf_append(b, "\\n", 2); p++; continue;
+        case '\r': buf_append(b, "\\r", 2); p++; continue;
+        case '\t': buf_append(b, "\\t", 2); p++; continue;
         default:
-            if (*p < 0x20 || *p == 0x7f) {
-                char esc[6] = {'\\', 'u', '0', '0', hex[*p >> 4], hex[*p & 15]};
-                buf_append(b, esc, 6);
-            } else {
-                buf_putc(b, (char)*p);
-            }
+            break;
+        }
+        if (*p < 0x80) {
+            char esc[6] = {'\\', 'u', '0', '0', hex[*p >> 4], hex[*p & 15]};
+            buf_append(b, esc, 6);
+            p++;
+        } else if ((n = utf8_len(p)) > 0) {
+            buf_append(b, (const char *)p, n);
+            p += n;
+        } else {
+            buf_append(b, "\\ufffd", 6); /* not UTF-8: the replacement character */
+            p++;
         }
     }
     buf_putc(b, '"');
@@ -283,6 +318,22 @@ void format_age(double seconds, char *out, size_t outlen)
         snprintf(out, outlen, "%lldh%lldm", s / 3600, s % 3600 / 60);
     else
         snprintf(out, outlen, "%lldd", s / 86400);
+}
+
+uint64_t hash_words(const void *data, size_t len)
+{
+    const unsigned char *p = data;
+    uint64_t h = 0x9e3779b97f4a7c15ull ^ len, w;
+
+    for (; len >= 8; p += 8, len -= 8) {
+        memcpy(&w, p, 8);
+        h = (h ^ w) * 0xff51afd7ed558ccdull;
+        h ^= h >> 32;
+    }
+    w = 0;
+    memcpy(&w, p, len);
+    h = (h ^ w) * 0xc4ceb9fe1a85ec53ull;
+    return h ^ (h >> 29);
 }
 
 uint64_t hash_fnv1a(const void *data, size_t len)

@@ -75,6 +75,10 @@ void status_record_event(struct status *st, const char *event, uint64_t token, c
 struct json_t;
 /* Builds the controller status object; state and ready come from the app. */
 struct json_t *status_to_json(const struct status *st, const char *controller_state, int ready);
+/* The same members as JSON text ("isLeader":...,...), without the braces,
+ * appended to b: the one encoder, status_to_json reads what it writes. */
+struct buf;
+void status_write_members(const struct status *st, const char *controller_state, int ready, struct buf *b);
 struct json_t *status_history_json(const struct status *st);
 
 #endif

@@ -57,7 +57,8 @@ void buf_puts(struct buf *b, const char *s);
 void buf_putc(struct buf *b, char c);
 void buf_printf(struct buf *b, const char *fmt, ...) HL_PRINTF(2, 3);
 void buf_vprintf(struct buf *b, const char *fmt, va_list ap);
-/* Appends s as a JSON string literal, quotes included. */
+/* Appends s as a JSON string literal, quotes included; bytes that are not
+ * UTF-8 become U+FFFD, so the result is always valid JSON. */
 void buf_json_string(struct buf *b, const char *s);
 /* Removes the first n bytes. */
 void buf_consume(struct buf *b, size_t n);
@@ -77,6 +78,9 @@ double time_parse_rfc3339(const char *s);
 /* A duration as kubectl prints ages: 45s, 3m12s, 5h4m, 12d. */
 void format_age(double seconds, char *out, size_t outlen);
 /* 64-bit FNV-1a of the bytes (for ETags, not for security). */
+/* A fast 64-bit hash of bytes, eight at a time (ETags of whole responses);
+ * not stable across versions, never stored. */
+uint64_t hash_words(const void *data, size_t len);
 uint64_t hash_fnv1a(const void *data, size_t len);
 /* The same from another offset basis. */
 uint64_t hash_fnv1a_from(uint64_t basis, const void *data, size_t len);
