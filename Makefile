@@ -171,6 +171,7 @@ fuzz-check:
 
 bench: $(BUILD)/highlander
 	@sh bench/http/run.sh $(BUILD)/highlander
+	@python3 bench/http/compare.py $(BUILD)/highlander
 	@python3 bench/http/hostile.py $(BUILD)/highlander
 	@python3 bench/failover/run.py $(BUILD)/highlander 20
 	@$(MAKE) --no-print-directory tools
